@@ -1,0 +1,27 @@
+//! Networks for MC dropout (MLP, and later LeNet), seeded dropout, batched MC prediction, and the
+//! exact GP baseline.
+pub mod dropout;
+pub mod gp;
+pub mod mc;
+pub mod mlp;
+pub mod rng;
+
+use tch::Tensor;
+
+/// A network usable for MC-dropout prediction.
+///
+/// `forward_t(x, train)` of `tch::nn::ModuleT` is `forward_from_prefix_t(deterministic_prefix(x),
+/// train)`; the split lets MC prediction compute the layers before the first dropout once per
+/// input instead of once per pass.
+pub trait McModel: tch::nn::ModuleT {
+    /// Layers before the first dropout (identity when dropout comes first).
+    fn deterministic_prefix(&self, xs: &Tensor) -> Tensor;
+    /// The rest of the net, with dropout on when `train` is true.
+    fn forward_from_prefix_t(&self, prefix: &Tensor, train: bool) -> Tensor;
+    /// Restart every dropout mask stream from `seed`.
+    fn reseed_masks(&self, seed: u64);
+    /// Widest activation (units per input row), to size chunks.
+    fn widest_activation(&self) -> usize;
+    /// Number of outputs per input.
+    fn output_dim(&self) -> usize;
+}

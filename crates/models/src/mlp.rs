@@ -1,0 +1,288 @@
+//! Fully connected network with dropout after every hidden non-linearity (and optional input
+//! dropout), the model of the paper's regression studies.
+
+use std::fmt;
+use std::str::FromStr;
+
+use tch::nn::{self, ModuleT};
+use tch::{Kind, Tensor};
+
+use crate::dropout::Dropout;
+use crate::rng::SeededRng;
+use crate::McModel;
+
+/// Hidden-layer non-linearity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Activation {
+    Relu,
+    Tanh,
+    Sigmoid,
+}
+
+impl Activation {
+    /// All accepted names, for error messages.
+    pub const NAMES: &'static [&'static str] = &["relu", "tanh", "sigmoid"];
+
+    fn apply(self, xs: &Tensor) -> Tensor {
+        match self {
+            Activation::Relu => xs.relu(),
+            Activation::Tanh => xs.tanh(),
+            Activation::Sigmoid => xs.sigmoid(),
+        }
+    }
+}
+
+impl fmt::Display for Activation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Activation::Relu => "relu",
+            Activation::Tanh => "tanh",
+            Activation::Sigmoid => "sigmoid",
+        })
+    }
+}
+
+impl FromStr for Activation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "relu" => Ok(Activation::Relu),
+            "tanh" => Ok(Activation::Tanh),
+            "sigmoid" => Ok(Activation::Sigmoid),
+            _ => Err(format!(
+                "unknown activation `{s}` (expected one of {:?})",
+                Self::NAMES
+            )),
+        }
+    }
+}
+
+/// Weight initialisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InitScheme {
+    /// Caffe's "xavier": W ~ U[-sqrt(3/fan_in), sqrt(3/fan_in)], biases 0 (the paper's nets).
+    CaffeXavier,
+    /// PyTorch's nn.Linear default: W and b ~ U[-1/sqrt(fan_in), 1/sqrt(fan_in)].
+    Torch,
+}
+
+impl InitScheme {
+    /// All accepted names, for error messages.
+    pub const NAMES: &'static [&'static str] = &["caffe_xavier", "torch"];
+}
+
+impl FromStr for InitScheme {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "caffe_xavier" => Ok(InitScheme::CaffeXavier),
+            "torch" => Ok(InitScheme::Torch),
+            _ => Err(format!(
+                "unknown init `{s}` (expected one of {:?})",
+                Self::NAMES
+            )),
+        }
+    }
+}
+
+/// Shape and regularisation of an [`Mlp`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct MlpSpec {
+    pub input_dim: usize,
+    pub hidden: Vec<usize>,
+    pub output_dim: usize,
+    pub activation: Activation,
+    /// Drop probability after every hidden non-linearity.
+    pub dropout: f64,
+    /// Drop probability on the input (0 = no input dropout).
+    pub input_dropout: f64,
+    pub init: InitScheme,
+}
+
+/// The network: `[input dropout] -> (Linear -> act -> dropout) x depth -> Linear`.
+#[derive(Debug)]
+pub struct Mlp {
+    layers: Vec<(Tensor, Tensor)>,
+    activation: Activation,
+    input_dropout: Option<Dropout>,
+    hidden_dropout: Vec<Dropout>,
+    spec: MlpSpec,
+}
+
+impl Mlp {
+    /// Creates the variables under `path`; `seed` fixes the initial weights and the mask stream.
+    pub fn new(path: &nn::Path, spec: &MlpSpec, seed: u64) -> Self {
+        let mut rng = SeededRng::new(seed);
+        let mut dims = vec![spec.input_dim];
+        dims.extend(&spec.hidden);
+        dims.push(spec.output_dim);
+        let layers = dims
+            .windows(2)
+            .enumerate()
+            .map(|(i, io)| {
+                let (fan_in, fan_out) = (io[0], io[1]);
+                let (w_bound, b_bound) = match spec.init {
+                    InitScheme::CaffeXavier => ((3.0 / fan_in as f64).sqrt(), 0.0),
+                    InitScheme::Torch => {
+                        let b = 1.0 / (fan_in as f64).sqrt();
+                        (b, b)
+                    }
+                };
+                let w = uniform(&mut rng, fan_out * fan_in, w_bound)
+                    .view([fan_out as i64, fan_in as i64]);
+                let b = uniform(&mut rng, fan_out, b_bound);
+                let p = path.sub(format!("layer{i}"));
+                (p.var_copy("weight", &w), p.var_copy("bias", &b))
+            })
+            .collect();
+        let input_dropout =
+            (spec.input_dropout > 0.0).then(|| Dropout::new(spec.input_dropout, rng.fork()));
+        let hidden_dropout = spec
+            .hidden
+            .iter()
+            .map(|_| Dropout::new(spec.dropout, rng.fork()))
+            .collect();
+        Self {
+            layers,
+            activation: spec.activation,
+            input_dropout,
+            hidden_dropout,
+            spec: spec.clone(),
+        }
+    }
+
+    /// The spec this net was built from.
+    pub fn spec(&self) -> &MlpSpec {
+        &self.spec
+    }
+}
+
+fn uniform(rng: &mut SeededRng, n: usize, bound: f64) -> Tensor {
+    let v: Vec<f32> = (0..n)
+        .map(|_| ((2.0 * rng.next_f64() - 1.0) * bound) as f32)
+        .collect();
+    Tensor::from_slice(&v).to_kind(Kind::Float)
+}
+
+impl McModel for Mlp {
+    fn deterministic_prefix(&self, xs: &Tensor) -> Tensor {
+        // Without input dropout the first Linear + activation does not depend on the mask.
+        match (&self.input_dropout, self.layers.len() > 1) {
+            (None, true) => {
+                let (w, b) = &self.layers[0];
+                self.activation.apply(&xs.linear(w, Some(b)))
+            }
+            _ => xs.shallow_clone(),
+        }
+    }
+
+    fn forward_from_prefix_t(&self, prefix: &Tensor, train: bool) -> Tensor {
+        let prefix_done = self.input_dropout.is_none() && self.layers.len() > 1;
+        let mut h = match &self.input_dropout {
+            Some(d) => d.forward(prefix, train),
+            None => prefix.shallow_clone(),
+        };
+        let last = self.layers.len() - 1;
+        for (i, (w, b)) in self.layers.iter().enumerate() {
+            if i == last {
+                return h.linear(w, Some(b));
+            }
+            if !(i == 0 && prefix_done) {
+                h = self.activation.apply(&h.linear(w, Some(b)));
+            }
+            h = self.hidden_dropout[i].forward(&h, train);
+        }
+        h
+    }
+
+    fn reseed_masks(&self, seed: u64) {
+        let mut rng = SeededRng::new(seed);
+        for d in self.input_dropout.iter().chain(&self.hidden_dropout) {
+            d.reseed(rng.fork());
+        }
+    }
+
+    fn widest_activation(&self) -> usize {
+        self.spec
+            .hidden
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(self.spec.input_dim)
+            .max(self.spec.output_dim)
+    }
+
+    fn output_dim(&self) -> usize {
+        self.spec.output_dim
+    }
+}
+
+impl ModuleT for Mlp {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.forward_from_prefix_t(&self.deterministic_prefix(xs), train)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    fn spec(act: Activation, input_dropout: f64) -> MlpSpec {
+        MlpSpec {
+            input_dim: 1,
+            hidden: vec![16, 16],
+            output_dim: 1,
+            activation: act,
+            dropout: 0.2,
+            input_dropout,
+            init: InitScheme::CaffeXavier,
+        }
+    }
+
+    #[test]
+    fn caffe_xavier_bounds_and_zero_bias() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _m = Mlp::new(&vs.root(), &spec(Activation::Relu, 0.0), 1);
+        let vars = vs.variables();
+        let w = &vars["layer1.weight"];
+        let bound = (3.0f64 / 16.0).sqrt();
+        let max = f64::try_from(w.abs().max()).unwrap();
+        assert!(max <= bound && max > 0.8 * bound, "max {max} bound {bound}");
+        assert_eq!(
+            f64::try_from(vars["layer1.bias"].abs().sum(Kind::Double)).unwrap(),
+            0.0
+        );
+    }
+
+    #[test]
+    fn same_seed_same_weights_and_outputs() {
+        let x = Tensor::linspace(-1.0, 1.0, 8, (Kind::Float, Device::Cpu)).view([8, 1]);
+        let outs: Vec<Tensor> = (0..2)
+            .map(|_| {
+                let vs = nn::VarStore::new(Device::Cpu);
+                let m = Mlp::new(&vs.root(), &spec(Activation::Tanh, 0.1), 5);
+                m.forward_t(&x, true)
+            })
+            .collect();
+        assert!(outs[0].equal(&outs[1]));
+    }
+
+    #[test]
+    fn prefix_path_equals_plain_forward_without_dropout() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let m = Mlp::new(&vs.root(), &spec(Activation::Relu, 0.0), 2);
+        let x = Tensor::linspace(-2.0, 2.0, 10, (Kind::Float, Device::Cpu)).view([10, 1]);
+        let direct = {
+            let mut h = x.shallow_clone();
+            for (i, (w, b)) in m.layers.iter().enumerate() {
+                h = h.linear(w, Some(b));
+                if i + 1 < m.layers.len() {
+                    h = h.relu();
+                }
+            }
+            h
+        };
+        assert!(m.forward_t(&x, false).allclose(&direct, 1e-6, 1e-6, false));
+    }
+}

@@ -1,0 +1,757 @@
+//! Experiment configs: YAML text -> raw serde structs (unknown keys rejected) -> `check()` into
+//! validated types. Nothing downstream re-validates.
+//!
+//! A file describes one *base* run, optional `variants` (named override sets) and an optional
+//! `sweep` (key path -> list of values). Each run's document is resolved in this order:
+//! base -> variant -> sweep point -> `--set` overrides from the command line.
+
+mod locate;
+pub mod raw;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::yaml::{Mapping, Value};
+use mcd_models::mlp::{Activation, InitScheme, MlpSpec};
+use mcd_trainer::{LrSchedule, Optimizer, TrainSpec};
+
+pub use raw::StudyKind;
+use raw::{RawBatch, RawRun, RawSchedule, RawVariant};
+
+/// One config error: where (file, line, column), which key, what was wrong and what is allowed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// Dotted key path, e.g. `model.dropout` (empty for whole-file problems).
+    pub key: String,
+    pub message: String,
+    /// Set when the value came from a `--set` override or a variant / sweep rather than the file.
+    pub origin: Option<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.column {
+                write!(f, ":{col}")?;
+            }
+        }
+        if !self.key.is_empty() {
+            write!(f, ": key `{}`", self.key)?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(origin) = &self.origin {
+            write!(f, " (value from {origin})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A validated experiment: every run fully resolved.
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    /// Results go to `results/<name>/`.
+    pub name: String,
+    pub study: StudyKind,
+    pub source: PathBuf,
+    pub runs: Vec<RunConfig>,
+    /// Keys that a sweep varies (for tables), in file order.
+    pub sweep_keys: Vec<String>,
+}
+
+/// Model part of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    pub hidden: Vec<usize>,
+    pub activation: Activation,
+    pub dropout: f64,
+    pub input_dropout: f64,
+    pub init: InitScheme,
+}
+
+impl ModelConfig {
+    /// The network spec for given input and output sizes.
+    pub fn mlp_spec(&self, input_dim: usize, output_dim: usize) -> MlpSpec {
+        MlpSpec {
+            input_dim,
+            hidden: self.hidden.clone(),
+            output_dim,
+            activation: self.activation,
+            dropout: self.dropout,
+            input_dropout: self.input_dropout,
+            init: self.init,
+        }
+    }
+}
+
+/// How weight decay and the model precision tau are tied (see `mcd_trainer` for the loss
+/// convention): tau = (1 - p) l^2 / (2 N wd).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Regularisation {
+    /// Weight decay given, tau derived from the length-scale.
+    WeightDecay {
+        weight_decay: f64,
+        length_scale: f64,
+    },
+    /// tau given, weight decay derived from the length-scale.
+    Tau { tau: f64, length_scale: f64 },
+    /// Both given independently (no prior length-scale).
+    Explicit { weight_decay: f64, tau: f64 },
+}
+
+impl Regularisation {
+    /// (weight decay, tau) for `n` training points and drop rate `p`, with the authors' mapping
+    /// `wd = (1 - p) l^2 / (2 N tau)` ([`DecayConvention::Paper`] applied to the optimiser's
+    /// decay; see `mcd_trainer` for why).
+    pub fn resolve(&self, n: usize, p: f64) -> Result<(f64, f64), mcd_evaluation::EvalError> {
+        use mcd_evaluation::regression::{
+            tau_from_weight_decay, weight_decay_from_tau, DecayConvention,
+        };
+        const CONVENTION: DecayConvention = DecayConvention::Paper;
+        Ok(match *self {
+            Regularisation::WeightDecay {
+                weight_decay,
+                length_scale,
+            } => (
+                weight_decay,
+                tau_from_weight_decay(length_scale, p, n, weight_decay, CONVENTION)?,
+            ),
+            Regularisation::Tau { tau, length_scale } => (
+                weight_decay_from_tau(length_scale, p, n, tau, CONVENTION)?,
+                tau,
+            ),
+            Regularisation::Explicit { weight_decay, tau } => (weight_decay, tau),
+        })
+    }
+}
+
+/// Prediction settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PredictConfig {
+    pub samples: usize,
+    pub memory_budget_bytes: usize,
+}
+
+/// CO2 study settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Co2Config {
+    pub x_star: f64,
+    pub small_samples: usize,
+    pub band_sd_relu: f64,
+    pub band_sd_tanh: f64,
+    pub gp: bool,
+    pub near_from: f64,
+}
+
+/// One fully resolved and validated run.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Unique within the experiment (variant name and sweep values).
+    pub name: String,
+    pub seed: u64,
+    pub data_dir: PathBuf,
+    pub model: ModelConfig,
+    /// Training settings; `weight_decay` is filled in by the study from [`Regularisation`].
+    pub trainer: TrainSpec,
+    pub regularisation: Regularisation,
+    pub predict: PredictConfig,
+    pub co2: Option<Co2Config>,
+    /// The resolved document, saved next to the results.
+    pub resolved: Value,
+}
+
+/// Parses `--set key.path=value`.
+pub fn parse_override(s: &str) -> Result<(String, Value), String> {
+    let (key, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("--set `{s}`: expected KEY=VALUE, e.g. model.dropout=0.2"))?;
+    let key = key.trim();
+    if key.is_empty() || key.split('.').any(str::is_empty) {
+        return Err(format!(
+            "--set `{s}`: the key `{key}` is not a dotted key path like model.dropout"
+        ));
+    }
+    let value: Value = crate::yaml::parse(value)
+        .map_err(|e| format!("--set `{s}`: the value is not valid YAML: {e}"))?;
+    Ok((key.to_string(), value))
+}
+
+/// Sets `value` at dotted `path` in a YAML mapping, creating sections as needed.
+fn set_path(doc: &mut Value, path: &str, value: Value) -> Result<(), String> {
+    let mut node = doc;
+    let parts: Vec<&str> = path.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let map = match node {
+            Value::Mapping(m) => m,
+            Value::Null => {
+                *node = Value::Mapping(Mapping::new());
+                match node {
+                    Value::Mapping(m) => m,
+                    _ => unreachable!("just assigned a mapping"),
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "`{}` is not a section, so `{path}` cannot be set",
+                    parts[..i].join(".")
+                ))
+            }
+        };
+        let key = Value::String((*part).to_string());
+        if i + 1 == parts.len() {
+            map.insert(key, value);
+            return Ok(());
+        }
+        if !map.contains_key(&key) {
+            map.insert(key.clone(), Value::Mapping(Mapping::new()));
+        }
+        node = map.get_mut(&key).expect("inserted above");
+    }
+    Ok(())
+}
+
+fn key_string(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => crate::yaml::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+    }
+}
+
+fn value_label(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => crate::yaml::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .replace('\n', " "),
+    }
+}
+
+/// Loader context: the file, its text, and a helper to build located errors.
+struct Source<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn error(&self, key: &str, message: impl Into<String>, origin: Option<String>) -> ConfigError {
+        let (line, column) = match locate::find_key(self.text, key) {
+            Some((l, c)) => (Some(l), Some(c)),
+            None => (None, None),
+        };
+        ConfigError {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            key: key.to_string(),
+            message: message.into(),
+            origin,
+        }
+    }
+}
+
+/// Loads, resolves and validates a config file with command-line overrides.
+pub fn load(file: &Path, overrides: &[(String, Value)]) -> Result<Experiment, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+        file: file.to_path_buf(),
+        line: None,
+        column: None,
+        key: String::new(),
+        message: format!("cannot read the config file: {e}"),
+        origin: None,
+    })?;
+    load_str(file, &text, overrides)
+}
+
+/// Like [`load`], from text already read (`file` is used in messages and for the default name).
+pub fn load_str(
+    file: &Path,
+    text: &str,
+    overrides: &[(String, Value)],
+) -> Result<Experiment, ConfigError> {
+    let src = Source { file, text };
+    let mut doc: Value = crate::yaml::parse(text).map_err(|e| {
+        let loc = e.location();
+        ConfigError {
+            file: file.to_path_buf(),
+            line: loc.as_ref().map(|l| l.line()),
+            column: loc.as_ref().map(|l| l.column()),
+            key: String::new(),
+            message: format!("not valid YAML: {e}"),
+            origin: None,
+        }
+    })?;
+    let Value::Mapping(map) = &mut doc else {
+        return Err(src.error(
+            "",
+            "the file must be a YAML mapping of sections (study, model, trainer, ...)",
+            None,
+        ));
+    };
+    let variants = take_variants(&src, map.remove("variants"))?;
+    let sweep = take_sweep(&src, map.remove("sweep"))?;
+    let sweep_keys: Vec<String> = sweep.iter().map(|(k, _)| k.clone()).collect();
+
+    let mut runs = Vec::new();
+    for variant in &variants {
+        for point in grid(&sweep) {
+            let mut run_doc = doc.clone();
+            let mut name_parts = Vec::new();
+            if let Some(v) = variant {
+                name_parts.push(v.name.clone());
+                for (k, val) in &v.set {
+                    let key = key_string(k);
+                    set_path(&mut run_doc, &key, val.clone()).map_err(|m| {
+                        src.error(
+                            &format!("variants.{}", v.name),
+                            m,
+                            Some(format!("variant `{}`", v.name)),
+                        )
+                    })?;
+                }
+            }
+            for (key, val) in &point {
+                name_parts.push(format!(
+                    "{}={}",
+                    key.rsplit('.').next().unwrap_or(key),
+                    value_label(val)
+                ));
+                set_path(&mut run_doc, key, val.clone())
+                    .map_err(|m| src.error(&format!("sweep.{key}"), m, Some("the sweep".into())))?;
+            }
+            for (key, val) in overrides {
+                set_path(&mut run_doc, key, val.clone())
+                    .map_err(|m| src.error(key, m, Some(format!("--set {key}"))))?;
+            }
+            let origin = |key: &str| -> Option<String> {
+                if let Some(o) = overrides.iter().find(|(k, _)| key.starts_with(k.as_str())) {
+                    return Some(format!("--set {}={}", o.0, value_label(&o.1)));
+                }
+                if point.iter().any(|(k, _)| key.starts_with(k.as_str())) {
+                    return Some("the sweep".into());
+                }
+                variant.as_ref().and_then(|v| {
+                    v.set
+                        .keys()
+                        .any(|k| key.starts_with(&key_string(k)))
+                        .then(|| format!("variant `{}`", v.name))
+                })
+            };
+            let raw: RawRun = serde_path_to_error::deserialize(run_doc.clone()).map_err(|e| {
+                let key = e.path().to_string();
+                let key = if key == "." { String::new() } else { key };
+                src.error(&key, e.inner().to_string(), origin(&key))
+            })?;
+            let name = if name_parts.is_empty() {
+                "run".to_string()
+            } else {
+                name_parts.join(",")
+            };
+            runs.push(check_run(&src, raw, name, run_doc, &origin)?);
+        }
+    }
+    let first = &runs[0];
+    let name = first
+        .resolved
+        .get("name")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| file.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "experiment".into());
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        return Err(src.error(
+            "name",
+            format!("`{name}` cannot name a results folder"),
+            None,
+        ));
+    }
+    let study: StudyKind = crate::yaml::from_value(first.resolved["study"].clone())
+        .map_err(|e| src.error("study", e.to_string(), None))?;
+    Ok(Experiment {
+        name,
+        study,
+        source: file.to_path_buf(),
+        runs,
+        sweep_keys,
+    })
+}
+
+fn take_variants(src: &Source, v: Option<Value>) -> Result<Vec<Option<RawVariant>>, ConfigError> {
+    let Some(v) = v else { return Ok(vec![None]) };
+    let list: Vec<RawVariant> = serde_path_to_error::deserialize(v).map_err(|e| {
+        src.error(
+            &format!("variants{}", path_suffix(&e.path().to_string())),
+            e.inner().to_string(),
+            None,
+        )
+    })?;
+    if list.is_empty() {
+        return Err(src.error(
+            "variants",
+            "the list of variants is empty (remove the key for a single run)",
+            None,
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for v in &list {
+        if v.name.is_empty() || !seen.insert(v.name.clone()) {
+            return Err(src.error(
+                "variants",
+                format!("variant name `{}` is empty or repeated", v.name),
+                None,
+            ));
+        }
+    }
+    Ok(list.into_iter().map(Some).collect())
+}
+
+fn path_suffix(p: &str) -> String {
+    if p == "." || p.is_empty() {
+        String::new()
+    } else if p.starts_with('[') {
+        p.to_string()
+    } else {
+        format!(".{p}")
+    }
+}
+
+fn take_sweep(src: &Source, v: Option<Value>) -> Result<Vec<(String, Vec<Value>)>, ConfigError> {
+    let Some(v) = v else { return Ok(Vec::new()) };
+    let Value::Mapping(map) = v else {
+        return Err(src.error(
+            "sweep",
+            "expected a mapping of key path -> list of values",
+            None,
+        ));
+    };
+    if map.is_empty() {
+        return Err(src.error(
+            "sweep",
+            "the sweep has no keys (remove it for a single run)",
+            None,
+        ));
+    }
+    let mut out = Vec::new();
+    for (k, vals) in map {
+        let key = key_string(&k);
+        let full = format!("sweep.{key}");
+        match vals {
+            Value::Sequence(list) if !list.is_empty() => out.push((key, list)),
+            Value::Sequence(_) => {
+                return Err(src.error(
+                    &full,
+                    "empty list of values: a sweep key needs at least one value",
+                    None,
+                ))
+            }
+            other => {
+                return Err(src.error(
+                    &full,
+                    format!("expected a list of values, got `{}`", value_label(&other)),
+                    None,
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Cartesian product of the sweep, first key outermost. One empty point when there is no sweep.
+pub fn grid(sweep: &[(String, Vec<Value>)]) -> Vec<Vec<(String, Value)>> {
+    let mut points = vec![Vec::new()];
+    for (key, values) in sweep {
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                values.iter().map(move |v| {
+                    let mut q = p.clone();
+                    q.push((key.clone(), v.clone()));
+                    q
+                })
+            })
+            .collect();
+    }
+    points
+}
+
+fn positive(
+    src: &Source,
+    key: &str,
+    v: i64,
+    origin: &dyn Fn(&str) -> Option<String>,
+) -> Result<usize, ConfigError> {
+    if v <= 0 {
+        return Err(src.error(
+            key,
+            format!("got {v}, must be a positive integer"),
+            origin(key),
+        ));
+    }
+    Ok(v as usize)
+}
+
+fn finite_in(
+    src: &Source,
+    key: &str,
+    v: f64,
+    ok: bool,
+    allowed: &str,
+    origin: &dyn Fn(&str) -> Option<String>,
+) -> Result<f64, ConfigError> {
+    if !v.is_finite() || !ok {
+        return Err(src.error(key, format!("got {v}, allowed: {allowed}"), origin(key)));
+    }
+    Ok(v)
+}
+
+fn check_run(
+    src: &Source,
+    raw: RawRun,
+    name: String,
+    resolved: Value,
+    origin: &dyn Fn(&str) -> Option<String>,
+) -> Result<RunConfig, ConfigError> {
+    let m = &raw.model;
+    if m.hidden.is_empty() {
+        return Err(src.error(
+            "model.hidden",
+            "at least one hidden layer is needed",
+            origin("model.hidden"),
+        ));
+    }
+    let hidden = m
+        .hidden
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| {
+            positive(src, &format!("model.hidden[{i}]"), w, origin).map_err(|mut e| {
+                e.key = "model.hidden".into();
+                e.message = format!("layer {i} has width {w}; widths must be positive integers");
+                e
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let dropout = finite_in(
+        src,
+        "model.dropout",
+        m.dropout,
+        (0.0..1.0).contains(&m.dropout),
+        "a drop probability in [0, 1)",
+        origin,
+    )?;
+    let input_dropout = finite_in(
+        src,
+        "model.input_dropout",
+        m.input_dropout,
+        (0.0..1.0).contains(&m.input_dropout),
+        "a drop probability in [0, 1)",
+        origin,
+    )?;
+    let model = ModelConfig {
+        hidden,
+        activation: match m.activation {
+            raw::RawActivation::Relu => Activation::Relu,
+            raw::RawActivation::Tanh => Activation::Tanh,
+            raw::RawActivation::Sigmoid => Activation::Sigmoid,
+        },
+        dropout,
+        input_dropout,
+        init: match m.init {
+            raw::RawInit::CaffeXavier => InitScheme::CaffeXavier,
+            raw::RawInit::Torch => InitScheme::Torch,
+        },
+    };
+
+    let t = &raw.trainer;
+    let iterations = positive(src, "trainer.iterations", t.iterations, origin)?;
+    let batch_size = match &t.batch_size {
+        None => None,
+        Some(RawBatch::Word(w)) if w == "full" => None,
+        Some(RawBatch::Word(w)) => {
+            return Err(src.error(
+                "trainer.batch_size",
+                format!("got `{w}`, allowed: `full` or a positive integer"),
+                origin("trainer.batch_size"),
+            ))
+        }
+        Some(RawBatch::Size(b)) => Some(positive(src, "trainer.batch_size", *b, origin)?),
+    };
+    let lr = finite_in(
+        src,
+        "trainer.lr",
+        t.lr,
+        t.lr > 0.0,
+        "a positive learning rate",
+        origin,
+    )?;
+    let unit = |key: &str, v: Option<f64>, default: f64| -> Result<f64, ConfigError> {
+        let v = v.unwrap_or(default);
+        finite_in(
+            src,
+            key,
+            v,
+            (0.0..1.0).contains(&v),
+            "a value in [0, 1)",
+            origin,
+        )
+    };
+    let optimizer = match t.optimizer {
+        raw::RawOptimizer::Sgd => {
+            if t.beta1.is_some() || t.beta2.is_some() {
+                return Err(src.error(
+                    "trainer.beta1",
+                    "beta1/beta2 are Adam settings; the optimizer is sgd",
+                    origin("trainer.optimizer"),
+                ));
+            }
+            Optimizer::Sgd {
+                momentum: unit("trainer.momentum", t.momentum, 0.9)?,
+            }
+        }
+        raw::RawOptimizer::Adam => {
+            if t.momentum.is_some() {
+                return Err(src.error(
+                    "trainer.momentum",
+                    "momentum is an SGD setting; the optimizer is adam (use beta1)",
+                    origin("trainer.optimizer"),
+                ));
+            }
+            Optimizer::Adam {
+                beta1: unit("trainer.beta1", t.beta1, 0.9)?,
+                beta2: unit("trainer.beta2", t.beta2, 0.999)?,
+            }
+        }
+    };
+    let schedule = match &t.schedule {
+        None | Some(RawSchedule::Constant) => LrSchedule::Constant,
+        Some(RawSchedule::Inv { gamma, power }) => {
+            let gamma = finite_in(
+                src,
+                "trainer.schedule.gamma",
+                *gamma,
+                *gamma >= 0.0,
+                "gamma >= 0",
+                origin,
+            )?;
+            let power = finite_in(
+                src,
+                "trainer.schedule.power",
+                *power,
+                *power >= 0.0,
+                "power >= 0",
+                origin,
+            )?;
+            LrSchedule::Inv { gamma, power }
+        }
+        Some(RawSchedule::Cosine { final_fraction }) => LrSchedule::Cosine {
+            final_fraction: finite_in(
+                src,
+                "trainer.schedule.final_fraction",
+                *final_fraction,
+                (0.0..=1.0).contains(final_fraction),
+                "a fraction in [0, 1]",
+                origin,
+            )?,
+        },
+    };
+    let log_every = positive(src, "trainer.log_every", t.log_every.unwrap_or(100), origin)?;
+
+    let p = &raw.precision;
+    let nonneg = |key: &str, v: f64| finite_in(src, key, v, v >= 0.0, "a value >= 0", origin);
+    let pos = |key: &str, v: f64| finite_in(src, key, v, v > 0.0, "a value > 0", origin);
+    let regularisation = match (t.weight_decay, p.tau, p.length_scale) {
+        (Some(wd), None, Some(l)) => Regularisation::WeightDecay {
+            weight_decay: pos("trainer.weight_decay", wd).map_err(|mut e| {
+                e.message.push_str(" (tau is derived from it; with zero weight decay give precision.tau instead of precision.length_scale)");
+                e
+            })?,
+            length_scale: pos("precision.length_scale", l)?,
+        },
+        (None, Some(tau), Some(l)) => {
+            Regularisation::Tau { tau: pos("precision.tau", tau)?, length_scale: pos("precision.length_scale", l)? }
+        }
+        (Some(wd), Some(tau), None) => {
+            Regularisation::Explicit { weight_decay: nonneg("trainer.weight_decay", wd)?, tau: pos("precision.tau", tau)? }
+        }
+        _ => {
+            return Err(src.error(
+                "precision",
+                "give exactly two of trainer.weight_decay, precision.tau, precision.length_scale \
+                 (tau = (1 - p) l^2 / (2 N weight_decay) links them)",
+                origin("precision"),
+            ))
+        }
+    };
+
+    let trainer = TrainSpec {
+        iterations,
+        batch_size,
+        lr,
+        schedule,
+        optimizer,
+        weight_decay: 0.0,
+        seed: raw.seed,
+        log_every,
+    };
+    let samples = positive(src, "predict.samples", raw.predict.samples, origin)?;
+    let budget = pos("predict.memory_budget_mb", raw.predict.memory_budget_mb)?;
+    let predict = PredictConfig {
+        samples,
+        memory_budget_bytes: (budget * 1024.0 * 1024.0) as usize,
+    };
+
+    let co2 = match (&raw.co2, raw.study) {
+        (None, StudyKind::Co2) => {
+            return Err(src.error(
+                "co2",
+                "the co2 study needs a `co2:` section (x_star, ...)",
+                None,
+            ))
+        }
+        (Some(c), _) => {
+            let band = c.band_sd.clone().unwrap_or(raw::RawBandSd {
+                relu: 2.0,
+                tanh: 8.0,
+            });
+            Some(Co2Config {
+                x_star: finite_in(src, "co2.x_star", c.x_star, true, "a finite number", origin)?,
+                small_samples: positive(src, "co2.small_samples", c.small_samples, origin)?,
+                band_sd_relu: pos("co2.band_sd.relu", band.relu)?,
+                band_sd_tanh: pos("co2.band_sd.tanh", band.tanh)?,
+                gp: c.gp,
+                near_from: c.near_from.unwrap_or(f64::NEG_INFINITY),
+            })
+        }
+    };
+
+    let data_dir = raw.data.dir.clone();
+    if !data_dir.is_dir() {
+        return Err(src.error(
+            "data.dir",
+            format!("the data folder `{}` does not exist (paths are relative to the directory you run from)", data_dir.display()),
+            origin("data.dir"),
+        ));
+    }
+    Ok(RunConfig {
+        name,
+        seed: raw.seed,
+        data_dir,
+        model,
+        trainer,
+        regularisation,
+        predict,
+        co2,
+        resolved,
+    })
+}

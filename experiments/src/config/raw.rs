@@ -1,0 +1,193 @@
+//! The YAML schema as written by users: serde structs with unknown keys rejected. Values are
+//! only parsed here; `check` turns them into the validated types of `super`.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// One run's document (the file minus `variants` and `sweep`, after overrides).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRun {
+    pub study: StudyKind,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub data: RawData,
+    pub model: RawModel,
+    pub trainer: RawTrainer,
+    #[serde(default)]
+    pub precision: RawPrecision,
+    pub predict: RawPredict,
+    #[serde(default)]
+    pub co2: Option<RawCo2>,
+}
+
+/// Which study a config drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StudyKind {
+    /// Mauna Loa CO2 extrapolation (paper Fig. 2 and 3) and dropout-rate comparisons.
+    Co2,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawData {
+    #[serde(default = "default_data_dir")]
+    pub dir: PathBuf,
+}
+
+impl Default for RawData {
+    fn default() -> Self {
+        Self {
+            dir: default_data_dir(),
+        }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawActivation {
+    Relu,
+    Tanh,
+    Sigmoid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawInit {
+    CaffeXavier,
+    Torch,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    pub hidden: Vec<i64>,
+    pub activation: RawActivation,
+    pub dropout: f64,
+    #[serde(default)]
+    pub input_dropout: f64,
+    #[serde(default = "default_init")]
+    pub init: RawInit,
+}
+
+fn default_init() -> RawInit {
+    RawInit::CaffeXavier
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawOptimizer {
+    Sgd,
+    Adam,
+}
+
+/// `batch_size: full` or a positive integer.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum RawBatch {
+    Size(i64),
+    Word(String),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrainer {
+    pub iterations: i64,
+    #[serde(default)]
+    pub batch_size: Option<RawBatch>,
+    pub optimizer: RawOptimizer,
+    pub lr: f64,
+    #[serde(default)]
+    pub momentum: Option<f64>,
+    #[serde(default)]
+    pub beta1: Option<f64>,
+    #[serde(default)]
+    pub beta2: Option<f64>,
+    #[serde(default)]
+    pub schedule: Option<RawSchedule>,
+    #[serde(default)]
+    pub weight_decay: Option<f64>,
+    #[serde(default)]
+    pub log_every: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "snake_case")]
+pub enum RawSchedule {
+    Constant,
+    Inv { gamma: f64, power: f64 },
+    Cosine { final_fraction: f64 },
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrecision {
+    #[serde(default)]
+    pub length_scale: Option<f64>,
+    #[serde(default)]
+    pub tau: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPredict {
+    pub samples: i64,
+    #[serde(default = "default_budget")]
+    pub memory_budget_mb: f64,
+}
+
+fn default_budget() -> f64 {
+    256.0
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCo2 {
+    /// The far point whose predictive mean and sd go in the table.
+    pub x_star: f64,
+    /// Passes of the Fig. 3 comparison (T small).
+    #[serde(default = "default_small")]
+    pub small_samples: i64,
+    /// Half-width of the drawn band in sd, per activation (the paper draws TanH at 8).
+    #[serde(default)]
+    pub band_sd: Option<RawBandSd>,
+    /// Also fit the GP baseline.
+    #[serde(default = "default_true")]
+    pub gp: bool,
+    /// Predictive sd "near the data" is averaged over training inputs with x >= this.
+    #[serde(default)]
+    pub near_from: Option<f64>,
+}
+
+fn default_small() -> i64 {
+    10
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBandSd {
+    pub relu: f64,
+    pub tanh: f64,
+}
+
+/// A named set of overrides (`key.path: value`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVariant {
+    pub name: String,
+    #[serde(default)]
+    pub set: crate::yaml::Mapping,
+}

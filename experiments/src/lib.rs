@@ -1,0 +1,42 @@
+//! Experiment driver: typed configs, one module per study, result folders and progress display.
+//! Data flows one way: config -> data -> model -> train -> predict -> evaluate -> report.
+
+pub mod cache;
+pub mod config;
+pub mod output;
+pub mod progress;
+pub mod studies;
+pub mod yaml;
+
+use std::path::PathBuf;
+
+use tch::Device;
+
+/// Process-wide settings from the command line.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub device: Device,
+    /// Total CPU threads this process may use.
+    pub threads: usize,
+    /// Ignore cached weights and train again.
+    pub retrain: bool,
+    pub display: progress::Display,
+    /// Where trained weights are cached, keyed by the resolved config.
+    pub cache_dir: PathBuf,
+}
+
+/// Device names accepted by `--device`.
+pub fn parse_device(s: &str) -> Result<Device, String> {
+    match s {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => {
+            if tch::Cuda::is_available() {
+                Ok(Device::Cuda(0))
+            } else {
+                Err("--device cuda: no CUDA device is available (this libtorch may be a CPU build); use cpu or auto".into())
+            }
+        }
+        "auto" => Ok(Device::cuda_if_available()),
+        other => Err(format!("--device `{other}`: expected cpu, cuda or auto")),
+    }
+}

@@ -1,0 +1,617 @@
+//! Mauna Loa CO2 extrapolation (paper Fig. 2 and 3) and dropout-rate comparisons.
+//!
+//! Every run trains one MLP on Gal's 272-point series and predicts the 1000 extrapolation inputs
+//! with T MC-dropout passes. Without a sweep the report is the paper's figure: (a) standard
+//! dropout, (b) GP, (c) MC dropout ReLU, (d) MC dropout TanH, plus Fig. 3 (ReLU, small T vs T).
+//! With a sweep it is a table of all runs and one plot of predictive sd against x per activation.
+
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use mcd_datasets::{co2, DataRoot};
+use mcd_evaluation::regression::{self as reg, Affine};
+use mcd_evaluation::samples::SampleMatrix;
+use mcd_models::gp::{Gp, GpHyper};
+use mcd_models::mc::{mc_samples, standard_predict, to_vec_f32, McConfig};
+use mcd_models::mlp::{Activation, Mlp};
+use mcd_report::{band_figure, line_figure, BandPanel, Column, Series, Table, Values};
+use tch::{nn, Tensor};
+
+use super::parallel_runs;
+use crate::cache::{key_of, TrainSummary, WeightCache};
+use crate::config::{Co2Config, Experiment, RunConfig};
+use crate::output::OutputDir;
+use crate::Context;
+
+/// Seed offset of the prediction masks (distinct from the training mask stream).
+const PREDICT_SEED: u64 = 0x00C0_FFEE;
+
+/// The data every run shares, as host vectors (tensors are not shareable across threads; each
+/// run makes its own on its device).
+struct Co2Inputs {
+    x_train: Vec<f32>,
+    y_train: Vec<f32>,
+    /// Training inputs followed by the extrapolation inputs.
+    x_all: Vec<f32>,
+}
+
+/// A host vector as an [n, 1] tensor on `device`.
+fn column(v: &[f32], device: tch::Device) -> Tensor {
+    Tensor::from_slice(v)
+        .view([v.len() as i64, 1])
+        .to_device(device)
+}
+
+/// What one MC-dropout run produced.
+struct RunResult {
+    name: String,
+    activation: Activation,
+    dropout: f64,
+    samples: usize,
+    tau: f64,
+    weight_decay: f64,
+    train: TrainSummary,
+    /// MC predictive mean / sd over `x_all`.
+    mean: Vec<f64>,
+    sd: Vec<f64>,
+    /// Standard dropout (dropout off) over `x_all`.
+    standard: Vec<f64>,
+    /// Fig. 3: the same net with few passes.
+    small: Option<(usize, Vec<f64>, Vec<f64>)>,
+    train_ll: f64,
+}
+
+/// One row of the summary table.
+struct Row {
+    model: String,
+    activation: String,
+    dropout: f64,
+    samples: f64,
+    tau: f64,
+    weight_decay: f64,
+    iterations: f64,
+    train_seconds: f64,
+    train_rmse: f64,
+    train_ll: f64,
+    coverage: f64,
+    sd_near: f64,
+    sd_star: f64,
+    mean_star: f64,
+}
+
+/// Runs the study into `out`.
+pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
+    let first = &exp.runs[0];
+    let co2cfg = first.co2.context("the co2 study needs a co2 section")?;
+    let root = DataRoot::open(&first.data_dir)?;
+    let data = co2::load_gal(&root)?;
+    let inputs = Co2Inputs::new(&data);
+    let n_train = inputs.x_train.len();
+    out.log(&format!(
+        "CO2: {n_train} training points, {} prediction inputs",
+        inputs.x_all.len()
+    ));
+
+    let cache = WeightCache::new(&ctx.cache_dir.join("weights"));
+    let results = parallel_runs(&exp.runs, ctx.threads, |run| {
+        run_one(run, &co2cfg, &inputs, &cache, ctx, out)
+    })?;
+
+    let gp = if co2cfg.gp && exp.sweep_keys.is_empty() {
+        Some(fit_gp(&inputs, out)?)
+    } else {
+        None
+    };
+
+    let mut rows = Vec::new();
+    let near = |sd: &[f64]| near_mean(&inputs.x_train, &sd[..n_train], co2cfg.near_from);
+    let star = nearest(&inputs.x_all, co2cfg.x_star);
+    let y: Vec<f32> = inputs.y_train.clone();
+    if exp.sweep_keys.is_empty() {
+        if let Some(r) = results
+            .iter()
+            .find(|r| r.activation == Activation::Relu)
+            .or(results.first())
+        {
+            rows.push(Row {
+                model: format!("standard dropout ({})", r.name),
+                activation: r.activation.to_string(),
+                dropout: r.dropout,
+                samples: 1.0,
+                tau: f64::NAN,
+                weight_decay: r.weight_decay,
+                iterations: r.train.iterations as f64,
+                train_seconds: r.train.seconds,
+                train_rmse: reg::rmse(&r.standard[..n_train], &y)?,
+                train_ll: f64::NAN,
+                coverage: f64::NAN,
+                sd_near: f64::NAN,
+                sd_star: f64::NAN,
+                mean_star: r.standard[star],
+            });
+        }
+        if let Some((mean, sd, secs)) = &gp {
+            rows.push(Row {
+                model: "GP (SE kernel)".into(),
+                activation: "-".into(),
+                dropout: f64::NAN,
+                samples: f64::NAN,
+                tau: f64::NAN,
+                weight_decay: f64::NAN,
+                iterations: f64::NAN,
+                train_seconds: *secs,
+                train_rmse: reg::rmse(&mean[..n_train], &y)?,
+                train_ll: f64::NAN,
+                coverage: reg::coverage(&mean[..n_train], &sd[..n_train], &y, 2.0)?,
+                sd_near: near(sd),
+                sd_star: sd[star],
+                mean_star: mean[star],
+            });
+        }
+    }
+    for r in &results {
+        rows.push(Row {
+            model: format!("MC dropout {}", r.name),
+            activation: r.activation.to_string(),
+            dropout: r.dropout,
+            samples: r.samples as f64,
+            tau: r.tau,
+            weight_decay: r.weight_decay,
+            iterations: r.train.iterations as f64,
+            train_seconds: r.train.seconds,
+            train_rmse: reg::rmse(&r.mean[..n_train], &y)?,
+            train_ll: r.train_ll,
+            coverage: reg::coverage(&r.mean[..n_train], &r.sd[..n_train], &y, 2.0)?,
+            sd_near: near(&r.sd),
+            sd_star: r.sd[star],
+            mean_star: r.mean[star],
+        });
+        if let Some((t, mean, sd)) = &r.small {
+            rows.push(Row {
+                model: format!("MC dropout {} (T={t})", r.name),
+                activation: r.activation.to_string(),
+                dropout: r.dropout,
+                samples: *t as f64,
+                tau: r.tau,
+                weight_decay: r.weight_decay,
+                iterations: r.train.iterations as f64,
+                train_seconds: r.train.seconds,
+                train_rmse: reg::rmse(&mean[..n_train], &y)?,
+                train_ll: f64::NAN,
+                coverage: reg::coverage(&mean[..n_train], &sd[..n_train], &y, 2.0)?,
+                sd_near: near(sd),
+                sd_star: sd[star],
+                mean_star: mean[star],
+            });
+        }
+    }
+    let table = summary_table(&rows, inputs.x_all[star]);
+    let figures = out.subdir("figures")?;
+    let tables = out.subdir("tables")?;
+    table.write_all(&tables, "summary")?;
+    predictions_table(&inputs, &results, gp.as_ref()).write_all(&tables, "predictions")?;
+
+    if exp.sweep_keys.is_empty() {
+        draw_fig2(
+            &inputs,
+            &results,
+            gp.as_ref(),
+            &co2cfg,
+            &figures.join("fig2_co2"),
+        )?;
+        draw_fig3(
+            &inputs,
+            &results,
+            &co2cfg,
+            &figures.join("fig3_relu_samples"),
+        )?;
+    } else {
+        draw_sd_curves(&inputs, &results, &figures)?;
+    }
+    let md = table.to_markdown();
+    out.log(&format!("\n{md}"));
+    println!("{md}");
+    Ok(())
+}
+
+impl Co2Inputs {
+    fn new(data: &co2::Co2Data) -> Self {
+        let x_train = to_vec_f32(&data.x_train);
+        let y_train = to_vec_f32(&data.y_train);
+        let mut x_all = x_train.clone();
+        x_all.extend(to_vec_f32(&data.x_test));
+        Self {
+            x_train,
+            y_train,
+            x_all,
+        }
+    }
+}
+
+fn run_one(
+    run: &RunConfig,
+    co2cfg: &Co2Config,
+    inputs: &Co2Inputs,
+    cache: &WeightCache,
+    ctx: &Context,
+    out: &OutputDir,
+) -> Result<RunResult> {
+    let n_train = inputs.x_train.len();
+    let x_all_t = column(&inputs.x_all, ctx.device);
+    let spec = run.model.mlp_spec(1, 1);
+    let (weight_decay, tau) = run.regularisation.resolve(n_train, run.model.dropout)?;
+    let mut trainer = run.trainer.clone();
+    trainer.weight_decay = weight_decay;
+    let mut vs = nn::VarStore::new(ctx.device);
+    let model = Mlp::new(&vs.root(), &spec, run.seed);
+    let key = key_of(&format!(
+        "co2-v1|{spec:?}|{trainer:?}|{}|{:?}",
+        run.seed, inputs.y_train
+    ));
+    let cached = if ctx.retrain {
+        None
+    } else {
+        cache.load(&key, &mut vs)
+    };
+    let train = match cached {
+        Some(summary) => {
+            out.log(&format!(
+                "[{}] loaded cached weights {key} (trained {} it in {:.1}s)",
+                run.name, summary.iterations, summary.seconds
+            ));
+            summary
+        }
+        None => {
+            let mut sink = ctx.display.sink(&run.name);
+            let report = mcd_trainer::train_regression(
+                &vs,
+                &model,
+                &column(&inputs.x_train, ctx.device),
+                &column(&inputs.y_train, ctx.device),
+                &trainer,
+                sink.as_mut(),
+            )
+            .with_context(|| format!("training run `{}`", run.name))?;
+            let summary = TrainSummary {
+                iterations: report.iterations,
+                seconds: report.seconds,
+                final_loss: report.losses.last().map(|l| l.1).unwrap_or(f64::NAN),
+                losses: report.losses,
+            };
+            cache.store(&key, &vs, &summary)?;
+            summary
+        }
+    };
+    out.log(&format!(
+        "[{}] {} it, {:.1}s, final loss {:.4}, weight decay {weight_decay:.3e}, tau {tau:.4}",
+        run.name, train.iterations, train.seconds, train.final_loss
+    ));
+
+    let predict_started = Instant::now();
+    let mc = McConfig {
+        samples: run.predict.samples,
+        memory_budget_bytes: run.predict.memory_budget_bytes,
+        seed: run.seed ^ PREDICT_SEED,
+    };
+    let samples = to_vec_f32(&mc_samples(&model, &x_all_t, &mc));
+    let n_all = inputs.x_all.len();
+    let matrix = SampleMatrix::new(&samples, mc.samples, n_all)?;
+    let pred = reg::predictive(&matrix, tau)?;
+    let sd = pred.sd();
+    let train_cols: Vec<f32> = samples
+        .chunks(n_all)
+        .flat_map(|row| row[..n_train].iter().copied())
+        .collect();
+    let train_ll = reg::log_likelihood(
+        &SampleMatrix::new(&train_cols, mc.samples, n_train)?,
+        &inputs.y_train,
+        tau,
+        Affine::IDENTITY,
+    )?
+    .mean;
+    let standard: Vec<f64> = to_vec_f32(&standard_predict(&model, &x_all_t))
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    let small = if run.model.activation == Activation::Relu && co2cfg.small_samples < mc.samples {
+        let mc_small = McConfig {
+            samples: co2cfg.small_samples,
+            ..mc
+        };
+        let s = to_vec_f32(&mc_samples(&model, &x_all_t, &mc_small));
+        let p = reg::predictive(&SampleMatrix::new(&s, mc_small.samples, n_all)?, tau)?;
+        let sd = p.sd();
+        Some((mc_small.samples, p.mean, sd))
+    } else {
+        None
+    };
+    out.log(&format!(
+        "[{}] {} MC passes over {n_all} inputs in {:.2}s",
+        run.name,
+        mc.samples,
+        predict_started.elapsed().as_secs_f64()
+    ));
+    Ok(RunResult {
+        name: run.name.clone(),
+        activation: run.model.activation,
+        dropout: run.model.dropout,
+        samples: mc.samples,
+        tau,
+        weight_decay,
+        train,
+        mean: pred.mean,
+        sd,
+        standard,
+        small,
+        train_ll,
+    })
+}
+
+/// Exact GP with hyperparameters by maximum marginal likelihood: (mean, sd, seconds).
+fn fit_gp(inputs: &Co2Inputs, out: &OutputDir) -> Result<(Vec<f64>, Vec<f64>, f64)> {
+    let started = Instant::now();
+    let x: Vec<f64> = inputs.x_train.iter().map(|&v| f64::from(v)).collect();
+    let y: Vec<f64> = inputs.y_train.iter().map(|&v| f64::from(v)).collect();
+    let init = GpHyper {
+        length_scale: 0.1,
+        signal_var: 1.0,
+        noise_var: 0.01,
+    };
+    let gp = Gp::fit_optimised(&x, 1, &y, init).context("fitting the GP baseline")?;
+    let xs: Vec<f64> = inputs.x_all.iter().map(|&v| f64::from(v)).collect();
+    let pred = gp.predict(&xs, 1).context("GP prediction")?;
+    let (mean, var) = (pred.mean, pred.var);
+    let secs = started.elapsed().as_secs_f64();
+    let h = gp.hyper();
+    out.log(&format!(
+        "GP: length-scale {:.4}, signal var {:.4}, noise var {:.2e}, log marginal likelihood {:.2} ({secs:.2}s)",
+        h.length_scale,
+        h.signal_var,
+        h.noise_var,
+        gp.log_marginal_likelihood()
+    ));
+    Ok((mean, var.iter().map(|v| v.max(0.0).sqrt()).collect(), secs))
+}
+
+fn nearest(xs: &[f32], target: f64) -> usize {
+    xs.iter()
+        .enumerate()
+        .min_by(|a, b| {
+            (f64::from(*a.1) - target)
+                .abs()
+                .total_cmp(&(f64::from(*b.1) - target).abs())
+        })
+        .map(|(i, _)| i)
+        .unwrap_or(0)
+}
+
+/// Mean predictive sd over the training inputs with x >= `from`.
+fn near_mean(x: &[f32], sd: &[f64], from: f64) -> f64 {
+    let picked: Vec<f64> = x
+        .iter()
+        .zip(sd)
+        .filter(|(x, _)| f64::from(**x) >= from)
+        .map(|(_, s)| *s)
+        .collect();
+    picked.iter().sum::<f64>() / picked.len().max(1) as f64
+}
+
+fn summary_table(rows: &[Row], x_star: f32) -> Table {
+    let f = |get: fn(&Row) -> f64| Values::F64(rows.iter().map(get).collect());
+    Table::from_columns(
+        format!("CO2 extrapolation; x* = {x_star:.3}"),
+        vec![
+            Column::new(
+                "model",
+                Values::Str(rows.iter().map(|r| r.model.clone()).collect()),
+            ),
+            Column::new(
+                "activation",
+                Values::Str(rows.iter().map(|r| r.activation.clone()).collect()),
+            ),
+            Column::new("dropout", f(|r| r.dropout)),
+            Column::new("T", f(|r| r.samples)),
+            Column::new("tau", f(|r| r.tau)),
+            Column::new("weight_decay", f(|r| r.weight_decay)),
+            Column::new("iterations", f(|r| r.iterations)),
+            Column::new("train_seconds", f(|r| r.train_seconds)),
+            Column::new("train_rmse", f(|r| r.train_rmse)),
+            Column::new("train_ll", f(|r| r.train_ll)),
+            Column::new("coverage_2sd", f(|r| r.coverage)),
+            Column::new("sd_near_data", f(|r| r.sd_near)),
+            Column::new("sd_at_x_star", f(|r| r.sd_star)),
+            Column::new("sd_ratio", f(|r| r.sd_star / r.sd_near)),
+            Column::new("mean_at_x_star", f(|r| r.mean_star)),
+        ],
+    )
+    .expect("all columns have one value per row")
+}
+
+/// Per-input predictions of every model (the uncertainties, saved per example).
+fn predictions_table(
+    inputs: &Co2Inputs,
+    results: &[RunResult],
+    gp: Option<&(Vec<f64>, Vec<f64>, f64)>,
+) -> Table {
+    let mut cols = vec![Column::new(
+        "x",
+        Values::F64(inputs.x_all.iter().map(|&v| f64::from(v)).collect()),
+    )];
+    let n_train = inputs.y_train.len();
+    let y: Vec<f64> = (0..inputs.x_all.len())
+        .map(|i| inputs.y_train.get(i).map_or(f64::NAN, |&v| f64::from(v)))
+        .collect();
+    cols.push(Column::new("y", Values::F64(y)));
+    debug_assert!(n_train <= inputs.x_all.len());
+    if let Some((mean, sd, _)) = gp {
+        cols.push(Column::new("gp_mean", Values::F64(mean.clone())));
+        cols.push(Column::new("gp_sd", Values::F64(sd.clone())));
+    }
+    for r in results {
+        cols.push(Column::new(
+            format!("{}_standard", r.name),
+            Values::F64(r.standard.clone()),
+        ));
+        cols.push(Column::new(
+            format!("{}_mean", r.name),
+            Values::F64(r.mean.clone()),
+        ));
+        cols.push(Column::new(
+            format!("{}_sd", r.name),
+            Values::F64(r.sd.clone()),
+        ));
+    }
+    Table::from_columns("CO2 predictions per input", cols)
+        .expect("all columns have one value per input")
+}
+
+fn panel(
+    inputs: &Co2Inputs,
+    title: String,
+    mean: &[f64],
+    sd: &[f64],
+    band_sd: f64,
+    x_star: f64,
+) -> BandPanel {
+    BandPanel {
+        title,
+        x_obs: inputs.x_train.iter().map(|&v| f64::from(v)).collect(),
+        y_obs: inputs.y_train.iter().map(|&v| f64::from(v)).collect(),
+        x_pred: inputs.x_all.iter().map(|&v| f64::from(v)).collect(),
+        mean: mean.to_vec(),
+        sd: sd.to_vec(),
+        band_sd,
+        train_end: inputs.x_train.iter().copied().fold(f32::MIN, f32::max) as f64,
+        x_star: Some(x_star),
+        y_range: None,
+    }
+}
+
+fn draw_fig2(
+    inputs: &Co2Inputs,
+    results: &[RunResult],
+    gp: Option<&(Vec<f64>, Vec<f64>, f64)>,
+    cfg: &Co2Config,
+    stem: &std::path::Path,
+) -> Result<()> {
+    let mut panels = Vec::new();
+    let relu = results.iter().find(|r| r.activation == Activation::Relu);
+    let tanh = results.iter().find(|r| r.activation == Activation::Tanh);
+    if let Some(r) = relu.or(results.first()) {
+        let zeros = vec![0.0; r.standard.len()];
+        panels.push(panel(
+            inputs,
+            format!("(a) Standard dropout ({})", r.activation),
+            &r.standard,
+            &zeros,
+            2.0,
+            cfg.x_star,
+        ));
+    }
+    if let Some((mean, sd, _)) = gp {
+        panels.push(panel(
+            inputs,
+            "(b) Gaussian process (SE kernel)".into(),
+            mean,
+            sd,
+            2.0,
+            cfg.x_star,
+        ));
+    }
+    if let Some(r) = relu {
+        panels.push(panel(
+            inputs,
+            format!("(c) MC dropout, ReLU (T={})", r.samples),
+            &r.mean,
+            &r.sd,
+            cfg.band_sd_relu,
+            cfg.x_star,
+        ));
+    }
+    if let Some(r) = tanh {
+        panels.push(panel(
+            inputs,
+            format!("(d) MC dropout, TanH (T={})", r.samples),
+            &r.mean,
+            &r.sd,
+            cfg.band_sd_tanh,
+            cfg.x_star,
+        ));
+    }
+    band_figure(&panels, 2, stem)?;
+    Ok(())
+}
+
+fn draw_fig3(
+    inputs: &Co2Inputs,
+    results: &[RunResult],
+    cfg: &Co2Config,
+    stem: &std::path::Path,
+) -> Result<()> {
+    let Some(r) = results.iter().find(|r| r.small.is_some()) else {
+        return Ok(());
+    };
+    let (t, mean, sd) = r.small.as_ref().expect("checked above");
+    let panels = [
+        panel(
+            inputs,
+            format!("MC dropout, ReLU, T={t}"),
+            mean,
+            sd,
+            cfg.band_sd_relu,
+            cfg.x_star,
+        ),
+        panel(
+            inputs,
+            format!("MC dropout, ReLU, T={}", r.samples),
+            &r.mean,
+            &r.sd,
+            cfg.band_sd_relu,
+            cfg.x_star,
+        ),
+    ];
+    band_figure(&panels, 2, stem)?;
+    Ok(())
+}
+
+/// Dropout-rate comparison: predictive sd against x, one line per run, one plot per activation.
+fn draw_sd_curves(inputs: &Co2Inputs, results: &[RunResult], dir: &std::path::Path) -> Result<()> {
+    let x: Vec<f64> = inputs.x_all.iter().map(|&v| f64::from(v)).collect();
+    let train_end = inputs.x_train.iter().copied().fold(f32::MIN, f32::max) as f64;
+    for act in [Activation::Relu, Activation::Tanh, Activation::Sigmoid] {
+        let series: Vec<Series> = results
+            .iter()
+            .filter(|r| r.activation == act)
+            .map(|r| Series {
+                label: format!("p = {}", r.dropout),
+                x: x.clone(),
+                y: r.sd.clone(),
+            })
+            .collect();
+        if series.is_empty() {
+            continue;
+        }
+        line_figure(
+            &format!("Predictive sd against x, MC dropout {act}"),
+            "x (standardised)",
+            "predictive sd",
+            &series,
+            &[(train_end, "end of training data")],
+            true,
+            &dir.join(format!("sd_vs_x_{act}")),
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_and_near_mean() {
+        let x = [0.0f32, 1.0, 2.0, 3.0];
+        assert_eq!(nearest(&x, 2.2), 2);
+        assert_eq!(near_mean(&x, &[1.0, 2.0, 3.0, 4.0], 1.5), 3.5);
+    }
+}

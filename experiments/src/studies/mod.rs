@@ -1,0 +1,81 @@
+//! One module per study; `run` sets up the result folder around whichever the config names.
+
+pub mod co2;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+
+use crate::config::{Experiment, StudyKind};
+use crate::output::OutputDir;
+use crate::yaml::{Mapping, Value};
+use crate::Context;
+
+/// Runs the experiment into `results_root/<name>/` (atomically) and returns that folder.
+pub fn run(exp: &Experiment, ctx: &Context, results_root: &Path) -> Result<PathBuf> {
+    let out = OutputDir::create(results_root, &exp.name)?;
+    match write_inputs(exp, ctx, &out).and_then(|_| match exp.study {
+        StudyKind::Co2 => co2::run(exp, ctx, &out),
+    }) {
+        Ok(()) => out.commit(),
+        Err(e) => {
+            out.log(&format!("failed: {e:#}"));
+            out.abandon();
+            Err(e)
+        }
+    }
+}
+
+/// Saves the original config and the resolved config of every run, and starts the log.
+fn write_inputs(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
+    let text = std::fs::read_to_string(&exp.source)
+        .with_context(|| format!("reading {}", exp.source.display()))?;
+    out.write("config.yaml", &text)?;
+    let mut runs = Mapping::new();
+    for r in &exp.runs {
+        runs.insert(Value::String(r.name.clone()), r.resolved.clone());
+    }
+    let resolved = crate::yaml::to_string(&Value::Mapping(runs))
+        .context("serialising the resolved configs")?;
+    out.write(
+        "config.resolved.yaml",
+        &format!(
+            "# Resolved config of every run (base -> variant -> sweep point -> --set).\n{resolved}"
+        ),
+    )?;
+    out.log(&format!(
+        "experiment `{}` from {} ({} run(s)); device {:?}, {} thread(s); args: {}",
+        exp.name,
+        exp.source.display(),
+        exp.runs.len(),
+        ctx.device,
+        ctx.threads,
+        std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+    ));
+    Ok(())
+}
+
+/// Runs `f` over `items` on a pool of `jobs` workers, each limiting libtorch to `threads / jobs`
+/// intra-op threads so parallel runs do not oversubscribe the cores. Results keep input order.
+pub fn parallel_runs<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    use rayon::prelude::*;
+    let jobs = items.len().clamp(1, threads.max(1));
+    let per_job = (threads / jobs).max(1) as i32;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs)
+        .build()
+        .context("starting the worker pool")?;
+    pool.install(|| {
+        items
+            .par_iter()
+            .map(|item| {
+                tch::set_num_threads(per_job);
+                f(item)
+            })
+            .collect()
+    })
+}
