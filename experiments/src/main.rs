@@ -55,6 +55,7 @@ enum Command {
     },
 }
 
+#[allow(clippy::result_large_err)] // built once, on the way out
 fn load(args: &ConfigArgs) -> Result<config::Experiment, ConfigError> {
     let mut overrides = Vec::new();
     for s in &args.set {

@@ -20,7 +20,7 @@ impl SeededRng {
     /// A generator whose stream is fixed by `seed`.
     pub fn new(seed: u64) -> Self {
         Self {
-            state: splitmix64(seed ^ 0x5EED_0F_D80_u64),
+            state: splitmix64(seed ^ 0x0005_EED0_FD80_u64),
         }
     }
 
@@ -37,7 +37,7 @@ impl SeededRng {
 
     /// Uniform integer in [0, n) (n > 0), by multiply-shift (bias < 2^-32 for n < 2^32).
     pub fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() >> 32) * n as u64 >> 32) as usize
+        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
     }
 
     /// Fisher-Yates shuffle.

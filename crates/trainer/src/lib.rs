@@ -227,7 +227,7 @@ mod tests {
 
     #[test]
     fn fits_a_line_and_loss_decreases() {
-        let _ = tch::set_num_threads(1);
+        tch::set_num_threads(1);
         let x = Tensor::linspace(-1.0, 1.0, 64, (Kind::Float, Device::Cpu)).view([64, 1]);
         let y = &x * 2.0 + 0.5;
         let vs = nn::VarStore::new(Device::Cpu);

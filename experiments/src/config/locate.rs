@@ -61,8 +61,15 @@ fn record(
     col: usize,
     best: &mut Option<(usize, (usize, usize))>,
 ) {
-    let segs: Vec<&String> = stack.iter().map(|(_, s)| s).collect();
-    if segs.len() > target.len() || segs.iter().zip(target).any(|(a, b)| *a != b) {
+    // Keys may themselves be dotted (`set: {model.dropout: 0.2}`): compare flattened paths.
+    let segs = segments(
+        &stack
+            .iter()
+            .map(|(_, s)| s.as_str())
+            .collect::<Vec<_>>()
+            .join("."),
+    );
+    if segs.len() > target.len() || segs.iter().zip(target).any(|(a, b)| a != b) {
         return;
     }
     let depth = segs.len();

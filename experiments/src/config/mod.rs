@@ -5,6 +5,9 @@
 //! `sweep` (key path -> list of values). Each run's document is resolved in this order:
 //! base -> variant -> sweep point -> `--set` overrides from the command line.
 
+// A config error is built once per process, on the way out: its size does not matter.
+#![allow(clippy::result_large_err)]
+
 mod locate;
 pub mod raw;
 

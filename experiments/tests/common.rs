@@ -1,0 +1,58 @@
+//! Shared fixtures for the experiment tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// The repository's vendored data folder.
+pub fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../data")
+        .canonicalize()
+        .expect("repo data folder")
+}
+
+/// A small valid CO2 config (tiny nets, few iterations) whose data dir points at the repo data.
+pub fn tiny_config() -> String {
+    format!(
+        "study: co2
+name: tiny
+seed: 3
+data:
+  dir: {data}
+model:
+  hidden: [16, 16]
+  activation: relu
+  dropout: 0.1
+  init: torch
+trainer:
+  iterations: 40
+  batch_size: full
+  optimizer: adam
+  lr: 0.01
+  schedule: {{kind: cosine, final_fraction: 0.1}}
+  weight_decay: 1.0e-6
+  log_every: 10
+precision:
+  length_scale: 0.25
+predict:
+  samples: 20
+  memory_budget_mb: 16
+co2:
+  x_star: 3.5
+  small_samples: 5
+variants:
+  - name: relu
+    set: {{model.activation: relu}}
+  - name: tanh
+    set: {{model.activation: tanh, trainer.lr: 0.005}}
+",
+        data = data_dir().display()
+    )
+}
+
+/// Writes `text` to `dir/name` and returns the path.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("writing a test config");
+    p
+}

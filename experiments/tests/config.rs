@@ -1,0 +1,235 @@
+//! Config loading: valid files resolve, every malformed one gives one located, named error.
+
+mod common;
+
+use mcd_experiments::config::{self, parse_override, ConfigError, Regularisation};
+use mcd_models::mlp::Activation;
+
+#[allow(clippy::result_large_err)]
+fn load_text(text: &str, overrides: &[&str]) -> Result<config::Experiment, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::write(dir.path(), "exp.yaml", text);
+    let o: Vec<_> = overrides
+        .iter()
+        .map(|s| parse_override(s).unwrap())
+        .collect();
+    config::load(&path, &o)
+}
+
+fn err(text: &str, overrides: &[&str]) -> ConfigError {
+    load_text(text, overrides).expect_err("config should be rejected")
+}
+
+#[test]
+fn valid_config_resolves_variants_and_round_trips() {
+    let exp = load_text(&common::tiny_config(), &[]).unwrap();
+    assert_eq!(exp.name, "tiny");
+    assert_eq!(exp.runs.len(), 2);
+    assert_eq!(exp.runs[0].name, "relu");
+    assert_eq!(exp.runs[1].model.activation, Activation::Tanh);
+    assert_eq!(exp.runs[1].trainer.lr, 0.005);
+    assert_eq!(exp.runs[0].trainer.lr, 0.01);
+    assert_eq!(exp.runs[0].model.hidden, vec![16, 16]);
+    assert!(matches!(
+        exp.runs[0].regularisation,
+        Regularisation::WeightDecay { .. }
+    ));
+    // The resolved document of a run is itself a valid single-run config.
+    let resolved = mcd_experiments::yaml::to_string(&exp.runs[1].resolved).unwrap();
+    let again = load_text(&resolved, &[]).unwrap();
+    assert_eq!(again.runs.len(), 1);
+    assert_eq!(again.runs[0].model, exp.runs[1].model);
+    assert_eq!(again.runs[0].trainer, exp.runs[1].trainer);
+}
+
+#[test]
+fn set_overrides_apply_last() {
+    let exp = load_text(
+        &common::tiny_config(),
+        &["model.dropout=0.2", "trainer.lr=0.5"],
+    )
+    .unwrap();
+    assert!(exp
+        .runs
+        .iter()
+        .all(|r| r.model.dropout == 0.2 && r.trainer.lr == 0.5));
+}
+
+#[test]
+fn sweep_expands_to_the_product_in_file_order() {
+    let text = format!(
+        "{}sweep:\n  model.dropout: [0.05, 0.1, 0.2]\n  model.activation: [relu, tanh]\n",
+        common::tiny_config().split("variants:").next().unwrap()
+    );
+    let exp = load_text(&text, &[]).unwrap();
+    assert_eq!(exp.runs.len(), 6);
+    assert_eq!(exp.sweep_keys, vec!["model.dropout", "model.activation"]);
+    let got: Vec<(f64, Activation)> = exp
+        .runs
+        .iter()
+        .map(|r| (r.model.dropout, r.model.activation))
+        .collect();
+    assert_eq!(got[0], (0.05, Activation::Relu));
+    assert_eq!(got[1], (0.05, Activation::Tanh));
+    assert_eq!(got[5], (0.2, Activation::Tanh));
+    assert_eq!(exp.runs[2].name, "dropout=0.1,activation=relu");
+    // Variants times sweep points.
+    let both = format!(
+        "{}sweep:\n  model.dropout: [0.1, 0.3]\n",
+        common::tiny_config()
+    );
+    assert_eq!(load_text(&both, &[]).unwrap().runs.len(), 4);
+}
+
+/// Checks the error names the key and the expected line, and mentions `needle`.
+fn assert_err(e: &ConfigError, key: &str, line: Option<usize>, needle: &str) {
+    let msg = e.to_string();
+    assert_eq!(e.key, key, "{msg}");
+    assert_eq!(e.line, line, "{msg}");
+    assert!(msg.contains(needle), "`{msg}` should mention `{needle}`");
+    assert!(msg.contains("exp.yaml"), "`{msg}` should name the file");
+}
+
+#[test]
+fn unknown_key_is_rejected_with_its_line() {
+    let text =
+        common::tiny_config().replace("  dropout: 0.1\n", "  dropout: 0.1\n  dropuot: 0.2\n");
+    let e = err(&text, &[]);
+    assert_err(&e, "model.dropuot", Some(10), "unknown field `dropuot`");
+}
+
+#[test]
+fn wrong_type_is_rejected() {
+    let text = common::tiny_config().replace("iterations: 40", "iterations: many");
+    assert_err(
+        &err(&text, &[]),
+        "trainer.iterations",
+        Some(12),
+        "invalid type",
+    );
+}
+
+#[test]
+fn dropout_of_one_is_rejected() {
+    let text = common::tiny_config().replace("  dropout: 0.1\n", "  dropout: 1.0\n");
+    assert_err(&err(&text, &[]), "model.dropout", Some(9), "[0, 1)");
+}
+
+#[test]
+fn negative_width_is_rejected() {
+    let text = common::tiny_config().replace("hidden: [16, 16]", "hidden: [16, -4]");
+    assert_err(&err(&text, &[]), "model.hidden", Some(7), "width -4");
+}
+
+#[test]
+fn unknown_activation_lists_the_allowed_ones() {
+    let base = common::tiny_config()
+        .split("variants:")
+        .next()
+        .unwrap()
+        .to_string();
+    let text = base.replace("activation: relu", "activation: swish");
+    let e = err(&text, &[]);
+    assert_err(&e, "model.activation", Some(8), "swish");
+    assert!(e.to_string().contains("relu") && e.to_string().contains("tanh"));
+    // The same mistake inside a variant says which variant it came from.
+    let text = common::tiny_config().replace(
+        "set: {model.activation: tanh,",
+        "set: {model.activation: swish,",
+    );
+    let e = err(&text, &[]);
+    assert_eq!(e.key, "model.activation");
+    assert!(e.to_string().contains("variant `tanh`"), "{e}");
+}
+
+#[test]
+fn unknown_optimiser_and_zero_iterations() {
+    let text = common::tiny_config().replace("optimizer: adam", "optimizer: lbfgs");
+    assert_err(&err(&text, &[]), "trainer.optimizer", Some(14), "lbfgs");
+    let text = common::tiny_config().replace("iterations: 40", "iterations: 0");
+    assert_err(&err(&text, &[]), "trainer.iterations", Some(12), "positive");
+}
+
+#[test]
+fn missing_config_file_and_missing_data_dir() {
+    let e = config::load(std::path::Path::new("/nonexistent/exp.yaml"), &[]).unwrap_err();
+    assert!(
+        e.to_string().contains("/nonexistent/exp.yaml") && e.to_string().contains("cannot read")
+    );
+    let text =
+        common::tiny_config().replace(&common::data_dir().display().to_string(), "/no/such/data");
+    assert_err(&err(&text, &[]), "data.dir", Some(5), "/no/such/data");
+}
+
+#[test]
+fn bad_set_overrides() {
+    assert!(parse_override("model.dropout")
+        .unwrap_err()
+        .contains("KEY=VALUE"));
+    assert!(parse_override("model..dropout=1")
+        .unwrap_err()
+        .contains("dotted key path"));
+    assert!(parse_override("=3").is_err());
+    // A well-formed override with a bad value says it came from --set.
+    let e = err(&common::tiny_config(), &["model.dropout=1.5"]);
+    assert_eq!(e.key, "model.dropout");
+    assert!(e.to_string().contains("--set model.dropout=1.5"), "{e}");
+    // An override of an unknown key.
+    let e = err(&common::tiny_config(), &["model.depth=3"]);
+    assert!(e.to_string().contains("unknown field `depth`"), "{e}");
+    // Setting below a scalar.
+    let e = err(&common::tiny_config(), &["seed.x=1"]);
+    assert!(e.to_string().contains("not a section"), "{e}");
+}
+
+#[test]
+fn empty_sweep_list_and_empty_variants() {
+    let text = format!("{}sweep:\n  model.dropout: []\n", common::tiny_config());
+    let e = err(&text, &[]);
+    assert_eq!(e.key, "sweep.model.dropout");
+    assert!(e.to_string().contains("empty list"), "{e}");
+    let text = common::tiny_config()
+        .split("variants:")
+        .next()
+        .unwrap()
+        .to_string()
+        + "variants: []\n";
+    assert!(err(&text, &[]).to_string().contains("empty"));
+}
+
+#[test]
+fn syntax_error_has_line_and_column() {
+    let text = common::tiny_config().replace("  hidden: [16, 16]", "  hidden: [16, 16");
+    let e = err(&text, &[]);
+    assert!(e.line.is_some() && e.column.is_some(), "{e}");
+    assert!(e.to_string().contains("not valid YAML"));
+}
+
+#[test]
+fn regularisation_needs_exactly_two_of_three() {
+    let text = common::tiny_config().replace(
+        "  length_scale: 0.25\n",
+        "  length_scale: 0.25\n  tau: 10\n",
+    );
+    let e = err(&text, &[]);
+    assert_eq!(e.key, "precision");
+    assert!(e.to_string().contains("exactly two"), "{e}");
+    // tau + length-scale: weight decay derived, and the round trip gives tau back.
+    let text = common::tiny_config()
+        .replace("  weight_decay: 1.0e-6\n", "")
+        .replace(
+            "  length_scale: 0.25\n",
+            "  length_scale: 0.25\n  tau: 10\n",
+        );
+    let exp = load_text(&text, &[]).unwrap();
+    let (wd, tau) = exp.runs[0].regularisation.resolve(272, 0.1).unwrap();
+    assert_eq!(tau, 10.0);
+    let expected_wd = 0.9 * 0.25 * 0.25 / (2.0 * 272.0 * 10.0);
+    assert!((wd - expected_wd).abs() < 1e-15, "{wd}");
+}
+
+#[test]
+fn repeated_variant_names_are_rejected() {
+    let text = common::tiny_config().replace("name: tanh", "name: relu");
+    assert!(err(&text, &[]).to_string().contains("repeated"));
+}

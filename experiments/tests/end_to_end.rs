@@ -1,0 +1,113 @@
+//! The `mcd` binary on a tiny config: finishes in seconds, writes a complete result folder;
+//! a bad config exits non-zero and leaves nothing behind.
+
+mod common;
+
+use std::process::Command;
+
+#[test]
+fn tiny_co2_run_writes_its_folder_and_reuses_cached_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write(dir.path(), "tiny.yaml", &common::tiny_config());
+    let results = dir.path().join("results");
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_mcd"))
+            .args([
+                "run",
+                cfg.to_str().unwrap(),
+                "--plain",
+                "--threads",
+                "2",
+                "--results",
+            ])
+            .arg(&results)
+            .output()
+            .expect("running mcd")
+    };
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "mcd failed:\n{stderr}");
+    let folder = results.join("tiny");
+    for f in [
+        "config.yaml",
+        "config.resolved.yaml",
+        "run.log",
+        "figures/fig2_co2.png",
+        "figures/fig2_co2.svg",
+        "figures/fig3_relu_samples.png",
+        "tables/summary.csv",
+        "tables/summary.parquet",
+        "tables/summary.md",
+        "tables/predictions.csv",
+    ] {
+        let meta = std::fs::metadata(folder.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(meta.len() > 0, "{f} is empty");
+    }
+    let summary = std::fs::read_to_string(folder.join("tables/summary.csv")).unwrap();
+    for model in [
+        "standard dropout",
+        "GP",
+        "MC dropout relu",
+        "MC dropout tanh",
+        "(T=5)",
+    ] {
+        assert!(summary.contains(model), "summary lacks {model}:\n{summary}");
+    }
+    let resolved = std::fs::read_to_string(folder.join("config.resolved.yaml")).unwrap();
+    assert!(resolved.contains("relu:") && resolved.contains("tanh:"));
+    // No temporary folders left.
+    let leftovers: Vec<_> = std::fs::read_dir(&results)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty());
+
+    // Second run: weights come from the cache, and the result is the same.
+    let again = run();
+    assert!(again.status.success());
+    let log = std::fs::read_to_string(folder.join("run.log")).unwrap();
+    assert!(log.contains("loaded cached weights"), "{log}");
+    assert_eq!(
+        std::fs::read_to_string(folder.join("tables/summary.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        summary.lines().count()
+    );
+}
+
+#[test]
+fn bad_config_exits_non_zero_and_keeps_previous_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    std::fs::create_dir_all(results.join("tiny")).unwrap();
+    std::fs::write(results.join("tiny/keep.txt"), "previous").unwrap();
+    let cfg = common::write(
+        dir.path(),
+        "bad.yaml",
+        &common::tiny_config().replace("dropout: 0.1", "dropout: 1.5"),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_mcd"))
+        .args(["run", cfg.to_str().unwrap(), "--plain", "--results"])
+        .arg(&results)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.yaml:9") && stderr.contains("model.dropout"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "one clear error:\n{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(results.join("tiny/keep.txt")).unwrap(),
+        "previous"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_mcd"))
+        .args(["run", cfg.to_str().unwrap(), "--device", "tpu"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
