@@ -56,3 +56,40 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     std::fs::write(&p, text).expect("writing a test config");
     p
 }
+
+/// A small valid rotated-MNIST config: a few hundred images, one epoch, few passes.
+pub fn tiny_mnist_config() -> String {
+    format!(
+        "study: mnist_rotated
+name: tiny_mnist
+seed: 1
+data:
+  dir: {data}
+model:
+  arch: lenet
+  placement: all
+  dropout: 0.25
+trainer:
+  epochs: 1
+  batch_size: 64
+  optimizer: sgd
+  momentum: 0.9
+  lr: 0.01
+  schedule: {{kind: inv, gamma: 0.0001, power: 0.75}}
+  weight_decay: 0.0005
+  log_every: 2
+predict:
+  samples: 5
+  memory_budget_mb: 32
+mnist:
+  digit_index: 9978
+  angles: [0, 30, 60, 90]
+  rotation_samples: 8
+  test_samples: 4
+  train_limit: 256
+  test_limit: 200
+  monitor_images: 100
+",
+        data = data_dir().display()
+    )
+}

@@ -233,3 +233,27 @@ fn repeated_variant_names_are_rejected() {
     let text = common::tiny_config().replace("name: tanh", "name: relu");
     assert!(err(&text, &[]).to_string().contains("repeated"));
 }
+
+#[test]
+fn study_and_architecture_must_match() {
+    let text = common::tiny_mnist_config().replace("arch: lenet", "arch: mlp");
+    let e = err(&text, &[]);
+    assert_eq!(e.key, "model.arch");
+    assert!(e.to_string().contains("lenet"), "{e}");
+    let text = common::tiny_mnist_config()
+        .replace("  placement: all\n", "  placement: all\n  hidden: [10]\n");
+    assert_eq!(err(&text, &[]).key, "model.hidden");
+    let text =
+        common::tiny_mnist_config().replace("  epochs: 1\n", "  epochs: 1\n  iterations: 5\n");
+    assert!(err(&text, &[])
+        .to_string()
+        .contains("exactly one of trainer.iterations and trainer.epochs"));
+    let text = common::tiny_mnist_config().replace("angles: [0, 30, 60, 90]", "angles: []");
+    assert_eq!(err(&text, &[]).key, "mnist.angles");
+    let exp = load_text(&common::tiny_mnist_config(), &[]).unwrap();
+    assert_eq!(exp.runs[0].epochs, Some(1));
+    assert!(matches!(
+        exp.runs[0].regularisation,
+        Regularisation::DecayOnly { .. }
+    ));
+}

@@ -111,3 +111,41 @@ fn bad_config_exits_non_zero_and_keeps_previous_results() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn tiny_mnist_run_writes_figures_and_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write(dir.path(), "tiny_mnist.yaml", &common::tiny_mnist_config());
+    let results = dir.path().join("results");
+    let out = Command::new(env!("CARGO_BIN_EXE_mcd"))
+        .args(["run", cfg.to_str().unwrap(), "--plain", "--results"])
+        .arg(&results)
+        .output()
+        .expect("running mcd");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "mcd failed:\n{stderr}");
+    let folder = results.join("tiny_mnist");
+    for f in [
+        "figures/fig4a_softmax_input.png",
+        "figures/fig4b_softmax_output.svg",
+        "figures/reliability_mc.png",
+        "figures/reliability_standard.png",
+        "tables/rotation.csv",
+        "tables/test_metrics.parquet",
+        "tables/ood.md",
+    ] {
+        let meta = std::fs::metadata(folder.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(meta.len() > 0, "{f} is empty");
+    }
+    let rotation = std::fs::read_to_string(folder.join("tables/rotation.csv")).unwrap();
+    assert_eq!(
+        rotation.lines().count(),
+        1 + 4,
+        "one row per angle:\n{rotation}"
+    );
+    let log = std::fs::read_to_string(folder.join("run.log")).unwrap();
+    assert!(
+        log.contains("epoch 1: accuracy on the first 100 test images"),
+        "{log}"
+    );
+}

@@ -9,6 +9,7 @@ pub mod error;
 pub mod idx;
 pub mod mnist;
 pub mod root;
+pub mod transform;
 pub mod uci;
 
 pub use co2::{Co2Data, WeeklyCo2};

@@ -1,7 +1,8 @@
-//! Networks for MC dropout (MLP, and later LeNet), seeded dropout, batched MC prediction, and the
+//! Networks for MC dropout (MLP, LeNet), seeded dropout, batched MC prediction, and the
 //! exact GP baseline.
 pub mod dropout;
 pub mod gp;
+pub mod lenet;
 pub mod mc;
 pub mod mlp;
 pub mod rng;

@@ -15,6 +15,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::yaml::{Mapping, Value};
+use mcd_models::lenet::LeNetDropout;
 use mcd_models::mlp::{Activation, InitScheme, MlpSpec};
 use mcd_trainer::{LrSchedule, Optimizer, TrainSpec};
 
@@ -68,9 +69,20 @@ pub struct Experiment {
     pub sweep_keys: Vec<String>,
 }
 
+/// Network family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    /// Fully connected (`hidden`, `activation`, `input_dropout` apply).
+    Mlp,
+    /// Caffe LeNet with the given dropout placement.
+    LeNet(LeNetDropout),
+}
+
 /// Model part of a run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
+    pub arch: Arch,
+    /// MLP hidden widths (empty for LeNet).
     pub hidden: Vec<usize>,
     pub activation: Activation,
     pub dropout: f64,
@@ -106,6 +118,8 @@ pub enum Regularisation {
     Tau { tau: f64, length_scale: f64 },
     /// Both given independently (no prior length-scale).
     Explicit { weight_decay: f64, tau: f64 },
+    /// Classification: only a weight decay (no observation noise).
+    DecayOnly { weight_decay: f64 },
 }
 
 impl Regularisation {
@@ -130,6 +144,7 @@ impl Regularisation {
                 tau,
             ),
             Regularisation::Explicit { weight_decay, tau } => (weight_decay, tau),
+            Regularisation::DecayOnly { weight_decay } => (weight_decay, f64::INFINITY),
         })
     }
 }
@@ -152,6 +167,19 @@ pub struct Co2Config {
     pub near_from: f64,
 }
 
+/// Rotated-MNIST study settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MnistConfig {
+    pub digit_index: usize,
+    pub angles: Vec<f64>,
+    pub rotation_samples: usize,
+    pub test_samples: usize,
+    pub ood: bool,
+    pub train_limit: Option<usize>,
+    pub test_limit: Option<usize>,
+    pub monitor_images: usize,
+}
+
 /// One fully resolved and validated run.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -165,6 +193,9 @@ pub struct RunConfig {
     pub regularisation: Regularisation,
     pub predict: PredictConfig,
     pub co2: Option<Co2Config>,
+    pub mnist: Option<MnistConfig>,
+    /// Training length in epochs, when given so; the study then sets `trainer.iterations`.
+    pub epochs: Option<usize>,
     /// The resolved document, saved next to the results.
     pub resolved: Value,
 }
@@ -526,15 +557,53 @@ fn check_run(
     origin: &dyn Fn(&str) -> Option<String>,
 ) -> Result<RunConfig, ConfigError> {
     let m = &raw.model;
-    if m.hidden.is_empty() {
+    let wants = match raw.study {
+        StudyKind::Co2 => raw::RawArch::Mlp,
+        StudyKind::MnistRotated => raw::RawArch::Lenet,
+    };
+    if m.arch != wants {
+        return Err(src.error(
+            "model.arch",
+            format!("the {:?} study needs model.arch: {:?}", raw.study, wants).to_lowercase(),
+            origin("model.arch"),
+        ));
+    }
+    let mlp_only = |key: &str, present: bool| -> Result<(), ConfigError> {
+        if present && m.arch == raw::RawArch::Lenet {
+            return Err(src.error(
+                key,
+                "not a LeNet setting (LeNet's layers are fixed)",
+                origin(key),
+            ));
+        }
+        Ok(())
+    };
+    mlp_only("model.hidden", m.hidden.is_some())?;
+    mlp_only("model.activation", m.activation.is_some())?;
+    mlp_only("model.input_dropout", m.input_dropout != 0.0)?;
+    if m.placement.is_some() && m.arch == raw::RawArch::Mlp {
+        return Err(src.error(
+            "model.placement",
+            "only LeNet has a dropout placement",
+            origin("model.placement"),
+        ));
+    }
+    let hidden_raw: &[i64] = m.hidden.as_deref().unwrap_or(&[]);
+    if m.arch == raw::RawArch::Mlp && hidden_raw.is_empty() {
         return Err(src.error(
             "model.hidden",
             "at least one hidden layer is needed",
             origin("model.hidden"),
         ));
     }
-    let hidden = m
-        .hidden
+    if m.arch == raw::RawArch::Mlp && m.activation.is_none() {
+        return Err(src.error(
+            "model.activation",
+            "missing: one of relu, tanh, sigmoid",
+            origin("model.activation"),
+        ));
+    }
+    let hidden = hidden_raw
         .iter()
         .enumerate()
         .map(|(i, &w)| {
@@ -562,11 +631,16 @@ fn check_run(
         origin,
     )?;
     let model = ModelConfig {
+        arch: match (m.arch, m.placement) {
+            (raw::RawArch::Mlp, _) => Arch::Mlp,
+            (raw::RawArch::Lenet, Some(raw::RawPlacement::All)) => Arch::LeNet(LeNetDropout::All),
+            (raw::RawArch::Lenet, _) => Arch::LeNet(LeNetDropout::Fc),
+        },
         hidden,
         activation: match m.activation {
-            raw::RawActivation::Relu => Activation::Relu,
-            raw::RawActivation::Tanh => Activation::Tanh,
-            raw::RawActivation::Sigmoid => Activation::Sigmoid,
+            Some(raw::RawActivation::Relu) | None => Activation::Relu,
+            Some(raw::RawActivation::Tanh) => Activation::Tanh,
+            Some(raw::RawActivation::Sigmoid) => Activation::Sigmoid,
         },
         dropout,
         input_dropout,
@@ -577,7 +651,17 @@ fn check_run(
     };
 
     let t = &raw.trainer;
-    let iterations = positive(src, "trainer.iterations", t.iterations, origin)?;
+    let (iterations, epochs) = match (t.iterations, t.epochs) {
+        (Some(i), None) => (positive(src, "trainer.iterations", i, origin)?, None),
+        (None, Some(e)) => (0, Some(positive(src, "trainer.epochs", e, origin)?)),
+        _ => {
+            return Err(src.error(
+                "trainer.iterations",
+                "give exactly one of trainer.iterations and trainer.epochs",
+                origin("trainer"),
+            ))
+        }
+    };
     let batch_size = match &t.batch_size {
         None => None,
         Some(RawBatch::Word(w)) if w == "full" => None,
@@ -674,6 +758,9 @@ fn check_run(
     let nonneg = |key: &str, v: f64| finite_in(src, key, v, v >= 0.0, "a value >= 0", origin);
     let pos = |key: &str, v: f64| finite_in(src, key, v, v > 0.0, "a value > 0", origin);
     let regularisation = match (t.weight_decay, p.tau, p.length_scale) {
+        (Some(wd), None, None) if raw.study == StudyKind::MnistRotated => {
+            Regularisation::DecayOnly { weight_decay: nonneg("trainer.weight_decay", wd)? }
+        }
         (Some(wd), None, Some(l)) => Regularisation::WeightDecay {
             weight_decay: pos("trainer.weight_decay", wd).map_err(|mut e| {
                 e.message.push_str(" (tau is derived from it; with zero weight decay give precision.tau instead of precision.length_scale)");
@@ -736,6 +823,51 @@ fn check_run(
                 near_from: c.near_from.unwrap_or(f64::NEG_INFINITY),
             })
         }
+        (None, _) => None,
+    };
+
+    let mnist = match (&raw.mnist, raw.study) {
+        (None, StudyKind::MnistRotated) => {
+            return Err(src.error(
+                "mnist",
+                "the mnist_rotated study needs a `mnist:` section (digit_index, angles, ...)",
+                None,
+            ))
+        }
+        (Some(c), _) => {
+            if c.angles.is_empty() || c.angles.iter().any(|a| !a.is_finite()) {
+                return Err(src.error(
+                    "mnist.angles",
+                    "give a non-empty list of finite angles in degrees",
+                    origin("mnist.angles"),
+                ));
+            }
+            let digit_index = usize::try_from(c.digit_index).map_err(|_| {
+                src.error(
+                    "mnist.digit_index",
+                    format!("got {}, must be an index >= 0", c.digit_index),
+                    origin("mnist.digit_index"),
+                )
+            })?;
+            let limit =
+                |key: &str, v: Option<i64>| v.map(|v| positive(src, key, v, origin)).transpose();
+            Some(MnistConfig {
+                digit_index,
+                angles: c.angles.clone(),
+                rotation_samples: positive(
+                    src,
+                    "mnist.rotation_samples",
+                    c.rotation_samples,
+                    origin,
+                )?,
+                test_samples: positive(src, "mnist.test_samples", c.test_samples, origin)?,
+                ood: c.ood,
+                train_limit: limit("mnist.train_limit", c.train_limit)?,
+                test_limit: limit("mnist.test_limit", c.test_limit)?,
+                monitor_images: positive(src, "mnist.monitor_images", c.monitor_images, origin)?,
+            })
+        }
+        (None, _) => None,
     };
 
     let data_dir = raw.data.dir.clone();
@@ -755,6 +887,8 @@ fn check_run(
         regularisation,
         predict,
         co2,
+        mnist,
+        epochs,
         resolved,
     })
 }

@@ -23,6 +23,8 @@ pub struct RawRun {
     pub predict: RawPredict,
     #[serde(default)]
     pub co2: Option<RawCo2>,
+    #[serde(default)]
+    pub mnist: Option<RawMnist>,
 }
 
 /// Which study a config drives.
@@ -31,6 +33,8 @@ pub struct RawRun {
 pub enum StudyKind {
     /// Mauna Loa CO2 extrapolation (paper Fig. 2 and 3) and dropout-rate comparisons.
     Co2,
+    /// Rotated-MNIST classification uncertainty (paper Fig. 4), calibration, out-of-distribution.
+    MnistRotated,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -67,16 +71,42 @@ pub enum RawInit {
     Torch,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawArch {
+    Mlp,
+    Lenet,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawPlacement {
+    /// Dropout after FC 500 only ("LeNet").
+    Fc,
+    /// Also after each convolution ("LeNet-all").
+    All,
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawModel {
-    pub hidden: Vec<i64>,
-    pub activation: RawActivation,
+    #[serde(default = "default_arch")]
+    pub arch: RawArch,
+    #[serde(default)]
+    pub hidden: Option<Vec<i64>>,
+    #[serde(default)]
+    pub activation: Option<RawActivation>,
+    #[serde(default)]
+    pub placement: Option<RawPlacement>,
     pub dropout: f64,
     #[serde(default)]
     pub input_dropout: f64,
     #[serde(default = "default_init")]
     pub init: RawInit,
+}
+
+fn default_arch() -> RawArch {
+    RawArch::Mlp
 }
 
 fn default_init() -> RawInit {
@@ -101,7 +131,10 @@ pub enum RawBatch {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTrainer {
-    pub iterations: i64,
+    #[serde(default)]
+    pub iterations: Option<i64>,
+    #[serde(default)]
+    pub epochs: Option<i64>,
     #[serde(default)]
     pub batch_size: Option<RawBatch>,
     pub optimizer: RawOptimizer,
@@ -190,4 +223,43 @@ pub struct RawVariant {
     pub name: String,
     #[serde(default)]
     pub set: crate::yaml::Mapping,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMnist {
+    /// Index in the MNIST test set of the digit to rotate (a "1").
+    pub digit_index: i64,
+    /// Rotation angles in degrees (counter-clockwise).
+    pub angles: Vec<f64>,
+    /// Passes per rotated image.
+    #[serde(default = "default_rotation_samples")]
+    pub rotation_samples: i64,
+    /// Passes per test image for the test-set metrics.
+    #[serde(default = "default_test_samples")]
+    pub test_samples: i64,
+    /// Fashion-MNIST vs MNIST out-of-distribution metrics.
+    #[serde(default = "default_true")]
+    pub ood: bool,
+    /// Use only the first N training images (tiny runs and tests).
+    #[serde(default)]
+    pub train_limit: Option<i64>,
+    /// Use only the first N test images (tiny runs and tests).
+    #[serde(default)]
+    pub test_limit: Option<i64>,
+    /// Test images used for the accuracy logged after every epoch.
+    #[serde(default = "default_monitor")]
+    pub monitor_images: i64,
+}
+
+fn default_rotation_samples() -> i64 {
+    100
+}
+
+fn default_test_samples() -> i64 {
+    50
+}
+
+fn default_monitor() -> i64 {
+    2000
 }

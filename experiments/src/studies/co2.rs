@@ -210,7 +210,6 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
     }
     let md = table.to_markdown();
     out.log(&format!("\n{md}"));
-    println!("{md}");
     Ok(())
 }
 

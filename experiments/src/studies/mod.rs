@@ -1,6 +1,7 @@
 //! One module per study; `run` sets up the result folder around whichever the config names.
 
 pub mod co2;
+pub mod mnist;
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +17,7 @@ pub fn run(exp: &Experiment, ctx: &Context, results_root: &Path) -> Result<PathB
     let out = OutputDir::create(results_root, &exp.name)?;
     match write_inputs(exp, ctx, &out).and_then(|_| match exp.study {
         StudyKind::Co2 => co2::run(exp, ctx, &out),
+        StudyKind::MnistRotated => mnist::run(exp, ctx, &out),
     }) {
         Ok(()) => out.commit(),
         Err(e) => {

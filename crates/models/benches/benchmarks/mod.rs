@@ -1,0 +1,3 @@
+pub mod common;
+pub mod dropout;
+pub mod mc;

@@ -1,0 +1,4 @@
+// The report helpers and the CO2 net are shared with the mcd-models benches.
+#[path = "../../../models/benches/benchmarks/common.rs"]
+pub mod common;
+pub mod train_step;

@@ -1,0 +1,69 @@
+//! One Adam step on the CO2 net, full batch (272 points): forward with dropout on, 0.5 * MSE,
+//! backward, update; inline, and through `mcd_trainer::train_regression`.
+
+use criterion::Criterion;
+use mcd_trainer::{train_regression, LrSchedule, Optimizer, Silent, TrainSpec};
+use tch::nn::{self, ModuleT, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+
+use super::common::{co2_net, co2_spec, forward_macs, Report};
+
+/// Points in the CO2 training set.
+const N: i64 = 272;
+/// Steps per `train_regression` call (the row reports the time per step).
+const STEPS: usize = 20;
+
+pub fn bench(c: &mut Criterion, report: &mut Report) {
+    let x = Tensor::linspace(-1.7, 1.7, N, (Kind::Float, Device::Cpu)).view([N, 1]);
+    let y = (&x * 3.0).sin();
+    // Forward, then backward for the weight gradients and the input gradients (2 x forward).
+    let flop = 3.0 * 2.0 * forward_macs(&co2_spec()) * N as f64;
+    let mut g = Report::group(c, "train", 5);
+
+    let (vs, net) = co2_net();
+    let mut opt = nn::adam(0.9, 0.999, 1e-6)
+        .build(&vs, 1e-4)
+        .expect("Adam builds on a fresh VarStore");
+    report.bench(
+        &mut g,
+        "train",
+        "adam_step_co2_n272",
+        Some(flop),
+        None,
+        || {
+            let pred = net.forward_t(&x, true);
+            let loss = (pred - &y)
+                .square()
+                .sum_dim_intlist(1, false, Kind::Float)
+                .mean(Kind::Float)
+                * 0.5;
+            opt.backward_step(&loss);
+        },
+    );
+
+    let (vs, net) = co2_net();
+    let spec = TrainSpec {
+        iterations: STEPS,
+        batch_size: None,
+        lr: 1e-4,
+        schedule: LrSchedule::Constant,
+        optimizer: Optimizer::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+        },
+        weight_decay: 1e-6,
+        seed: 1,
+        log_every: STEPS,
+    };
+    report.bench(
+        &mut g,
+        "train",
+        "train_regression_20_steps_co2_n272",
+        Some(flop * STEPS as f64),
+        None,
+        || {
+            train_regression(&vs, &net, &x, &y, &spec, &mut Silent).expect("training runs");
+        },
+    );
+    g.finish();
+}

@@ -1,0 +1,539 @@
+//! Rotated-MNIST classification uncertainty (paper Fig. 4), test-set calibration and
+//! Fashion-MNIST out-of-distribution detection.
+//!
+//! Every run trains a dropout LeNet on MNIST (or loads its cached weights), then:
+//! - rotates one test digit through the configured angles and runs T passes per image: scatters of
+//!   the softmax input and output for the 3 classes with the largest mean output, and a per-angle
+//!   table (MC and standard-dropout classes, max probability, entropy, BALD, variation ratio);
+//! - evaluates the test set with standard dropout and with MC dropout: accuracy, NLL, Brier, ECE
+//!   (15 bins) and a reliability diagram;
+//! - scores Fashion-MNIST test images against MNIST test images: AUROC and AUPR of the max softmax
+//!   probability (standard dropout), predictive entropy and mutual information (MC).
+
+use anyhow::{Context as _, Result};
+use mcd_datasets::{mnist, transform, DataRoot, ImageSet, Split};
+use mcd_evaluation::classification as cls;
+use mcd_evaluation::{LogitSamples, ProbSamples};
+use mcd_models::lenet::{LeNet, LeNetSpec};
+use mcd_models::mc::{mc_samples, standard_predict, to_vec_f32, McConfig};
+use mcd_report::{reliability_figure, scatter_figure, Column, ScatterGroup, Table, Values};
+use tch::{nn, Kind, Tensor};
+
+use super::parallel_runs;
+use crate::cache::{key_of, TrainSummary, WeightCache};
+use crate::config::{Arch, Experiment, MnistConfig, RunConfig};
+use crate::output::OutputDir;
+use crate::Context;
+
+const PREDICT_SEED: u64 = 0x00D1_6175;
+/// Test images per prediction call: bounds the memory of the deterministic prefix.
+const IMAGES_PER_CALL: i64 = 2000;
+
+/// Test-set metrics of one prediction mode.
+struct Metrics {
+    accuracy: f64,
+    nll: f64,
+    brier: f64,
+    ece: f64,
+}
+
+/// Everything one run measured.
+struct Outcome {
+    name: String,
+    dropout: f64,
+    placement: String,
+    train: TrainSummary,
+    standard: Metrics,
+    mc: Metrics,
+    mc_samples: usize,
+    /// (score name, AUROC, AUPR)
+    ood: Vec<(String, f64, f64)>,
+}
+
+/// Runs the study into `out`.
+pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
+    let cache = WeightCache::new(&ctx.cache_dir.join("weights"));
+    let multi = exp.runs.len() > 1;
+    let outcomes = parallel_runs(&exp.runs, ctx.threads, |run| {
+        run_one(run, multi, &cache, ctx, out)
+    })?;
+    let tables = out.subdir("tables")?;
+    let table = metrics_table(&outcomes)?;
+    table.write_all(&tables, "test_metrics")?;
+    let md = table.to_markdown();
+    out.log(&format!("\n{md}"));
+    if outcomes.iter().any(|o| !o.ood.is_empty()) {
+        let ood = ood_table(&outcomes)?;
+        ood.write_all(&tables, "ood")?;
+        let md = ood.to_markdown();
+        out.log(&format!("\n{md}"));
+    }
+    Ok(())
+}
+
+fn limited(set: ImageSet, limit: Option<usize>) -> ImageSet {
+    match limit {
+        Some(l) if l < set.len() => ImageSet {
+            images: set.images.narrow(0, 0, l as i64),
+            labels: set.labels.narrow(0, 0, l as i64),
+        },
+        _ => set,
+    }
+}
+
+fn run_one(
+    run: &RunConfig,
+    multi: bool,
+    cache: &WeightCache,
+    ctx: &Context,
+    out: &OutputDir,
+) -> Result<Outcome> {
+    let cfg = run
+        .mnist
+        .as_ref()
+        .context("the mnist_rotated study needs an mnist section")?;
+    let Arch::LeNet(placement) = run.model.arch else {
+        anyhow::bail!("the mnist_rotated study needs model.arch: lenet")
+    };
+    let root = DataRoot::open(&run.data_dir)?;
+    let train_full = mnist::load(&root, Split::Train)?;
+    let test_full = mnist::load(&root, Split::Test)?;
+    let n_test_full = test_full.len();
+    if cfg.digit_index >= n_test_full {
+        anyhow::bail!(
+            "mnist.digit_index {} is outside the test set (0..{n_test_full})",
+            cfg.digit_index
+        );
+    }
+    let digit = to_vec_f32(&test_full.images.get(cfg.digit_index as i64));
+    let digit_label = i64::try_from(test_full.labels.get(cfg.digit_index as i64)).unwrap_or(-1);
+    let train = limited(train_full, cfg.train_limit);
+    let test = limited(test_full, cfg.test_limit);
+    let device = ctx.device;
+    let (x_train, y_train) = (
+        train.images.to_device(device),
+        train.labels.to_device(device),
+    );
+    let n_train = train.len();
+
+    let spec = LeNetSpec {
+        side: 28,
+        classes: 10,
+        dropout: run.model.dropout,
+        placement,
+    };
+    let mut trainer = run.trainer.clone();
+    trainer.weight_decay = run.regularisation.resolve(n_train, run.model.dropout)?.0;
+    if let Some(epochs) = run.epochs {
+        let per_epoch = trainer
+            .batch_size
+            .map_or(1, |b| n_train.div_ceil(b.min(n_train)));
+        trainer.iterations = epochs * per_epoch;
+    }
+    let mut vs = nn::VarStore::new(device);
+    let net = LeNet::new(&vs.root(), &spec, run.seed);
+    let key = key_of(&format!(
+        "mnist-v1|{spec:?}|{trainer:?}|{}|{n_train}",
+        run.seed
+    ));
+    let train_summary = match if ctx.retrain {
+        None
+    } else {
+        cache.load(&key, &mut vs)
+    } {
+        Some(s) => {
+            out.log(&format!(
+                "[{}] loaded cached weights {key} (trained {} it in {:.1}s)",
+                run.name, s.iterations, s.seconds
+            ));
+            s
+        }
+        None => {
+            let monitor = cfg.monitor_images.min(test.len()) as i64;
+            let (mx, my) = (
+                test.images.narrow(0, 0, monitor).to_device(device),
+                test.labels.narrow(0, 0, monitor),
+            );
+            let mut sink = ctx.display.sink(&run.name);
+            let report = mcd_trainer::train_classifier(
+                &vs,
+                &net,
+                &x_train,
+                &y_train,
+                &trainer,
+                sink.as_mut(),
+                &mut |epoch| {
+                    let pred = standard_predict(&net, &mx)
+                        .argmax(1, false)
+                        .to_device(tch::Device::Cpu);
+                    let acc =
+                        f64::try_from(pred.eq_tensor(&my).to_kind(Kind::Double).mean(Kind::Double))
+                            .unwrap_or(f64::NAN);
+                    let line = format!(
+                        "[{}] epoch {epoch}: accuracy on the first {monitor} test images {acc:.4}",
+                        run.name
+                    );
+                    out.log(&line);
+                    Some(line)
+                },
+            )
+            .with_context(|| format!("training run `{}`", run.name))?;
+            let summary = TrainSummary {
+                iterations: report.iterations,
+                seconds: report.seconds,
+                final_loss: report.losses.last().map_or(f64::NAN, |l| l.1),
+                losses: report.losses,
+            };
+            cache.store(&key, &vs, &summary)?;
+            summary
+        }
+    };
+    out.log(&format!(
+        "[{}] {} it on {n_train} images, {:.1}s",
+        run.name, train_summary.iterations, train_summary.seconds
+    ));
+
+    let budget = run.predict.memory_budget_bytes;
+    let seed = run.seed ^ PREDICT_SEED;
+    let prefix = if multi {
+        format!("{}_", run.name.replace([',', '='], "_"))
+    } else {
+        String::new()
+    };
+
+    // Rotated digit (Fig. 4).
+    let rotated: Vec<f32> = cfg
+        .angles
+        .iter()
+        .flat_map(|&a| transform::rotate(&digit, 28, a))
+        .collect();
+    let rot_x = Tensor::from_slice(&rotated)
+        .view([cfg.angles.len() as i64, 1, 28, 28])
+        .to_device(device);
+    let rot_mc = McConfig {
+        samples: cfg.rotation_samples,
+        memory_budget_bytes: budget,
+        seed,
+    };
+    let rot_logits = to_vec_f32(&mc_samples(&net, &rot_x, &rot_mc));
+    let rot_std = to_vec_f32(&standard_predict(&net, &rot_x));
+    rotation_report(run, cfg, digit_label, &rot_logits, &rot_std, &prefix, out)?;
+
+    // Test set: standard dropout and MC dropout.
+    let labels: Vec<usize> = Vec::<i64>::try_from(&test.labels)?
+        .into_iter()
+        .map(|l| l as usize)
+        .collect();
+    let t = cfg.test_samples;
+    let (std_probs, mc_probs) = predict_set(&net, &test.images, t, budget, seed, device)?;
+    let std_mean = cls::MeanProbs::new(
+        std_probs.iter().map(|&p| f64::from(p)).collect(),
+        labels.len(),
+        10,
+    )?;
+    let mc_set = ProbSamples::new(&mc_probs, t, labels.len(), 10)?;
+    let mc_mean = cls::mean_probs(&mc_set);
+    let metrics = |p: &cls::MeanProbs| -> Result<(Metrics, cls::Calibration)> {
+        let cal = cls::ece(p, &labels, cls::DEFAULT_ECE_BINS)?;
+        Ok((
+            Metrics {
+                accuracy: cls::accuracy(p, &labels)?,
+                nll: cls::nll(p, &labels)?,
+                brier: cls::brier(p, &labels)?,
+                ece: cal.ece,
+            },
+            cal,
+        ))
+    };
+    let (standard, std_cal) = metrics(&std_mean)?;
+    let (mc, mc_cal) = metrics(&mc_mean)?;
+    let figures = out.subdir("figures")?;
+    for (what, cal) in [("standard", &std_cal), ("mc", &mc_cal)] {
+        let bins: Vec<_> = cal
+            .bins
+            .iter()
+            .map(|b| (b.lower, b.upper, b.accuracy, b.confidence, b.count))
+            .collect();
+        reliability_figure(
+            &bins,
+            &format!(
+                "Reliability, {} ({}), ECE {:.4}",
+                if what == "mc" {
+                    format!("MC dropout T={t}")
+                } else {
+                    "standard dropout".into()
+                },
+                run.name,
+                cal.ece
+            ),
+            &figures.join(format!("{prefix}reliability_{what}")),
+        )?;
+    }
+    out.log(&format!(
+        "[{}] test accuracy standard {:.4}, MC (T={t}) {:.4}; NLL {:.4} / {:.4}; ECE {:.4} / {:.4}",
+        run.name, standard.accuracy, mc.accuracy, standard.nll, mc.nll, standard.ece, mc.ece
+    ));
+
+    // Out of distribution: Fashion-MNIST test images (positives) against MNIST test images.
+    let mut ood = Vec::new();
+    if cfg.ood {
+        let fashion = limited(mnist::fashion_mnist_test(&root)?, cfg.test_limit);
+        let (f_std, f_mc) = predict_set(&net, &fashion.images, t, budget, seed ^ 1, device)?;
+        let nf = fashion.len();
+        let f_std_mean =
+            cls::MeanProbs::new(f_std.iter().map(|&p| f64::from(p)).collect(), nf, 10)?;
+        let f_set = ProbSamples::new(&f_mc, t, nf, 10)?;
+        let is_ood: Vec<bool> = std::iter::repeat_n(false, labels.len())
+            .chain(std::iter::repeat_n(true, nf))
+            .collect();
+        let cat = |a: Vec<f64>, b: Vec<f64>| -> Vec<f64> { a.into_iter().chain(b).collect() };
+        let scores = [
+            (
+                "1 - max softmax (standard)",
+                cat(std_mean.confidence(), f_std_mean.confidence())
+                    .into_iter()
+                    .map(|c| 1.0 - c)
+                    .collect(),
+            ),
+            (
+                "predictive entropy (MC)",
+                cat(
+                    cls::predictive_entropy(&mc_set),
+                    cls::predictive_entropy(&f_set),
+                ),
+            ),
+            (
+                "mutual information (MC)",
+                cat(
+                    cls::mutual_information(&mc_set),
+                    cls::mutual_information(&f_set),
+                ),
+            ),
+        ];
+        for (name, s) in scores {
+            let s: Vec<f64> = s;
+            ood.push((
+                name.to_string(),
+                cls::auroc(&s, &is_ood)?,
+                cls::aupr(&s, &is_ood)?,
+            ));
+        }
+    }
+    Ok(Outcome {
+        name: run.name.clone(),
+        dropout: run.model.dropout,
+        placement: format!("{placement:?}"),
+        train: train_summary,
+        standard,
+        mc,
+        mc_samples: t,
+        ood,
+    })
+}
+
+/// Standard-dropout probabilities [N, 10] and MC probabilities [T, N, 10] of a set of images,
+/// predicted in slices of `IMAGES_PER_CALL` so the deterministic prefix stays small.
+fn predict_set(
+    net: &LeNet,
+    images: &Tensor,
+    t: usize,
+    budget: usize,
+    seed: u64,
+    device: tch::Device,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let n = images.size()[0];
+    let (mut std_parts, mut mc_parts) = (Vec::new(), Vec::new());
+    let mut start = 0;
+    while start < n {
+        let len = IMAGES_PER_CALL.min(n - start);
+        let x = images.narrow(0, start, len).to_device(device);
+        std_parts.push(
+            standard_predict(net, &x)
+                .softmax(-1, Kind::Float)
+                .to_device(tch::Device::Cpu),
+        );
+        let mc = McConfig {
+            samples: t,
+            memory_budget_bytes: budget,
+            seed: seed.wrapping_add(start as u64),
+        };
+        mc_parts.push(
+            mc_samples(net, &x, &mc)
+                .softmax(-1, Kind::Float)
+                .to_device(tch::Device::Cpu),
+        );
+        start += len;
+    }
+    Ok((
+        to_vec_f32(&Tensor::cat(&std_parts, 0)),
+        to_vec_f32(&Tensor::cat(&mc_parts, 1)),
+    ))
+}
+
+/// Fig. 4 scatters and the per-angle table.
+fn rotation_report(
+    run: &RunConfig,
+    cfg: &MnistConfig,
+    digit_label: i64,
+    logits: &[f32],
+    standard_logits: &[f32],
+    prefix: &str,
+    out: &OutputDir,
+) -> Result<()> {
+    let (t, n, c) = (cfg.rotation_samples, cfg.angles.len(), 10);
+    let logit_set = LogitSamples::new(logits, t, n, c)?;
+    let probs = logit_set.softmax();
+    let set = ProbSamples::new(&probs, t, n, c)?;
+    let mean = cls::mean_probs(&set);
+    let std_set = LogitSamples::new(standard_logits, 1, n, c)?.softmax();
+    let std_mean = cls::MeanProbs::new(std_set.iter().map(|&p| f64::from(p)).collect(), n, c)?;
+
+    // The 3 classes with the largest mean softmax output over all angles.
+    let mut totals: Vec<(usize, f64)> = (0..c)
+        .map(|k| (k, (0..n).map(|i| mean.row(i).map_or(0.0, |r| r[k])).sum()))
+        .collect();
+    totals.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let top: Vec<usize> = totals.iter().take(3).map(|p| p.0).collect();
+    let ticks: Vec<(f64, String)> = cfg
+        .angles
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (i as f64, format!("{a:.0}°")))
+        .collect();
+    let groups = |values: &[f32]| -> Vec<ScatterGroup> {
+        top.iter()
+            .enumerate()
+            .map(|(g, &k)| {
+                let (mut x, mut y) = (Vec::new(), Vec::new());
+                for pass in 0..t {
+                    for i in 0..n {
+                        // Small offsets keep the three classes' clouds apart at each angle.
+                        x.push(i as f64 + (g as f64 - 1.0) * 0.15);
+                        y.push(f64::from(values[(pass * n + i) * c + k]));
+                    }
+                }
+                ScatterGroup {
+                    label: format!("class {k}"),
+                    x,
+                    y,
+                }
+            })
+            .collect()
+    };
+    let figures = out.subdir("figures")?;
+    scatter_figure(
+        &format!(
+            "(a) Softmax input, rotated \"{digit_label}\" (test image {}), T={t}",
+            cfg.digit_index
+        ),
+        "rotation",
+        "softmax input (logit)",
+        &groups(logits),
+        Some(ticks.clone()),
+        &figures.join(format!("{prefix}fig4a_softmax_input")),
+    )?;
+    scatter_figure(
+        &format!(
+            "(b) Softmax output, rotated \"{digit_label}\" (test image {}), T={t}",
+            cfg.digit_index
+        ),
+        "rotation",
+        "softmax output",
+        &groups(&probs),
+        Some(ticks),
+        &figures.join(format!("{prefix}fig4b_softmax_output")),
+    )?;
+
+    let entropy = cls::predictive_entropy(&set);
+    let mi = cls::mutual_information(&set);
+    let vr = cls::variation_ratio(&set);
+    let table = Table::from_columns(
+        format!(
+            "Rotated digit ({}): test image {}, label {digit_label}, T = {t}",
+            run.name, cfg.digit_index
+        ),
+        vec![
+            Column::new("angle_deg", Values::F64(cfg.angles.clone())),
+            Column::new(
+                "mc_class",
+                Values::I64(mean.predicted().into_iter().map(|k| k as i64).collect()),
+            ),
+            Column::new(
+                "standard_class",
+                Values::I64(std_mean.predicted().into_iter().map(|k| k as i64).collect()),
+            ),
+            Column::new("mc_max_prob", Values::F64(mean.confidence())),
+            Column::new("standard_max_prob", Values::F64(std_mean.confidence())),
+            Column::new("entropy", Values::F64(entropy)),
+            Column::new("mutual_information", Values::F64(mi)),
+            Column::new("variation_ratio", Values::F64(vr)),
+        ],
+    )?;
+    let tables = out.subdir("tables")?;
+    table.write_all(&tables, &format!("{prefix}rotation"))?;
+    out.log(&format!("\n{}", table.to_markdown()));
+    Ok(())
+}
+
+fn metrics_table(outcomes: &[Outcome]) -> Result<Table> {
+    let mut rows: Vec<(String, &Outcome, &Metrics, f64)> = Vec::new();
+    for o in outcomes {
+        rows.push(("standard dropout".into(), o, &o.standard, 1.0));
+        rows.push((
+            format!("MC dropout (T={})", o.mc_samples),
+            o,
+            &o.mc,
+            o.mc_samples as f64,
+        ));
+    }
+    let f = |get: &dyn Fn(&(String, &Outcome, &Metrics, f64)) -> f64| {
+        Values::F64(rows.iter().map(get).collect())
+    };
+    Ok(Table::from_columns(
+        "MNIST test set",
+        vec![
+            Column::new(
+                "run",
+                Values::Str(rows.iter().map(|r| r.1.name.clone()).collect()),
+            ),
+            Column::new(
+                "placement",
+                Values::Str(rows.iter().map(|r| r.1.placement.clone()).collect()),
+            ),
+            Column::new("dropout", f(&|r| r.1.dropout)),
+            Column::new(
+                "prediction",
+                Values::Str(rows.iter().map(|r| r.0.clone()).collect()),
+            ),
+            Column::new("T", f(&|r| r.3)),
+            Column::new("accuracy", f(&|r| r.2.accuracy)),
+            Column::new("nll", f(&|r| r.2.nll)),
+            Column::new("brier", f(&|r| r.2.brier)),
+            Column::new("ece_15_bins", f(&|r| r.2.ece)),
+            Column::new("iterations", f(&|r| r.1.train.iterations as f64)),
+            Column::new("train_seconds", f(&|r| r.1.train.seconds)),
+        ],
+    )?)
+}
+
+fn ood_table(outcomes: &[Outcome]) -> Result<Table> {
+    let rows: Vec<(&Outcome, &(String, f64, f64))> = outcomes
+        .iter()
+        .flat_map(|o| o.ood.iter().map(move |s| (o, s)))
+        .collect();
+    Ok(Table::from_columns(
+        "Fashion-MNIST (out of distribution) vs MNIST test images",
+        vec![
+            Column::new(
+                "run",
+                Values::Str(rows.iter().map(|r| r.0.name.clone()).collect()),
+            ),
+            Column::new(
+                "score",
+                Values::Str(rows.iter().map(|r| r.1 .0.clone()).collect()),
+            ),
+            Column::new("auroc", Values::F64(rows.iter().map(|r| r.1 .1).collect())),
+            Column::new("aupr", Values::F64(rows.iter().map(|r| r.1 .2).collect())),
+        ],
+    )?)
+}
