@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tch::nn::VarStore;
 
+use crate::output::OutputDir;
+
 /// What training measured, kept beside the weights.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TrainSummary {
@@ -67,4 +69,40 @@ impl WeightCache {
             .with_context(|| format!("writing {}", meta.display()))?;
         Ok(())
     }
+}
+
+impl From<mcd_trainer::TrainReport> for TrainSummary {
+    fn from(r: mcd_trainer::TrainReport) -> Self {
+        Self {
+            iterations: r.iterations,
+            seconds: r.seconds,
+            final_loss: r.losses.last().map_or(f64::NAN, |l| l.1),
+            losses: r.losses,
+        }
+    }
+}
+
+/// Loads the weights cached under `key` into `vs` (unless `retrain`), or trains with `train`
+/// and caches the result. Logs which happened under the run's `name`.
+pub fn load_or_train(
+    cache: &WeightCache,
+    key: &str,
+    vs: &mut VarStore,
+    retrain: bool,
+    out: &OutputDir,
+    name: &str,
+    train: impl FnOnce(&VarStore) -> Result<mcd_trainer::TrainReport>,
+) -> Result<TrainSummary> {
+    if !retrain {
+        if let Some(s) = cache.load(key, vs) {
+            out.log(&format!(
+                "[{name}] loaded cached weights {key} (trained {} it in {:.1}s)",
+                s.iterations, s.seconds
+            ));
+            return Ok(s);
+        }
+    }
+    let summary = TrainSummary::from(train(vs)?);
+    cache.store(key, vs, &summary)?;
+    Ok(summary)
 }

@@ -207,6 +207,63 @@ mod tests {
         assert_ne!(a.mask(0, 1000), Dropout::new(0.3, 12).mask(0, 1000));
     }
 
+    /// The mask written out element by element from the definition in the module docs.
+    fn reference_mask(d: &Dropout, call: u64, n: usize) -> Vec<f32> {
+        let key = splitmix64(d.seed ^ call.wrapping_mul(0xD6E8_FEB8_6659_FD93));
+        (0..n)
+            .map(|i| {
+                let h = splitmix64(key.wrapping_add((i / 4) as u64));
+                let u = ((h >> (16 * (i % 4))) & 0xFFFF) as u32;
+                if u < d.threshold {
+                    0.0
+                } else {
+                    d.scale
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parallel_masks_match_the_definition_for_any_thread_count() {
+        let d = Dropout::new(0.1, 21);
+        // Not a multiple of 4 and several parallel chunks, so splits and the tail are covered.
+        let n = 3 * PARALLEL_MIN_ELEMENTS + 7;
+        let expected = reference_mask(&d, 5, n);
+        for threads in [1, 2, 3, 7, 64] {
+            assert!(
+                d.mask_with_threads(5, n, threads) == expected,
+                "{threads} threads"
+            );
+        }
+        assert_eq!(d.mask(9, 13), reference_mask(&d, 9, 13));
+    }
+
+    #[test]
+    fn parallel_mask_drop_rate_and_scale() {
+        let d = Dropout::new(0.1, 4);
+        let m = d.mask_with_threads(0, 1 << 20, 4);
+        let dropped = m.iter().filter(|&&v| v == 0.0).count() as f64 / m.len() as f64;
+        // 2^20 draws: sd of the rate is 3e-4.
+        assert!((dropped - 0.1).abs() < 0.0015, "rate {dropped}");
+        let scale = (1.0 / (1.0 - (6554.0 / 65536.0))) as f32;
+        assert!(m.iter().all(|&v| v == 0.0 || v == scale));
+    }
+
+    #[test]
+    fn forward_with_and_without_grad_applies_the_same_mask() {
+        // Sizes below and above the reusable buffer's limit, and a small one again after.
+        for n in [1000i64, (SCRATCH_MAX_ELEMENTS + 4) as i64, 10] {
+            let x = Tensor::rand([n], (Kind::Float, tch::Device::Cpu)) + 0.5;
+            let (a, b) = (Dropout::new(0.2, 8), Dropout::new(0.2, 8));
+            let plain = tch::no_grad(|| a.forward(&x, true));
+            let tracked = b.forward(&x.set_requires_grad(true), true);
+            assert!(tracked.requires_grad());
+            let expected = &x * Tensor::from_slice(&reference_mask(&a, 0, n as usize));
+            assert!(plain.equal(&expected), "n {n}");
+            assert!(tracked.detach().equal(&expected), "n {n}");
+        }
+    }
+
     #[test]
     fn eval_mode_is_identity() {
         let d = Dropout::new(0.5, 1);

@@ -6,7 +6,7 @@ use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 
 use crate::dropout::Dropout;
-use crate::rng::SeededRng;
+use crate::rng::{uniform_tensor, SeededRng};
 use crate::McModel;
 
 /// Where dropout sits.
@@ -43,13 +43,8 @@ pub struct LeNet {
 }
 
 fn xavier(rng: &mut SeededRng, shape: &[usize], fan_in: usize) -> Tensor {
-    let n: usize = shape.iter().product();
-    let bound = (3.0 / fan_in as f64).sqrt();
-    let v: Vec<f32> = (0..n)
-        .map(|_| ((2.0 * rng.next_f64() - 1.0) * bound) as f32)
-        .collect();
     let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-    Tensor::from_slice(&v).view(dims.as_slice())
+    uniform_tensor(rng, shape.iter().product(), (3.0 / fan_in as f64).sqrt()).view(dims.as_slice())
 }
 
 impl LeNet {

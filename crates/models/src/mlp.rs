@@ -5,10 +5,10 @@ use std::fmt;
 use std::str::FromStr;
 
 use tch::nn::{self, ModuleT};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::dropout::Dropout;
-use crate::rng::SeededRng;
+use crate::rng::{uniform_tensor, SeededRng};
 use crate::McModel;
 
 /// Hidden-layer non-linearity.
@@ -128,9 +128,9 @@ impl Mlp {
                         (b, b)
                     }
                 };
-                let w = uniform(&mut rng, fan_out * fan_in, w_bound)
+                let w = uniform_tensor(&mut rng, fan_out * fan_in, w_bound)
                     .view([fan_out as i64, fan_in as i64]);
-                let b = uniform(&mut rng, fan_out, b_bound);
+                let b = uniform_tensor(&mut rng, fan_out, b_bound);
                 let p = path.sub(format!("layer{i}"));
                 (p.var_copy("weight", &w), p.var_copy("bias", &b))
             })
@@ -155,13 +155,6 @@ impl Mlp {
     pub fn spec(&self) -> &MlpSpec {
         &self.spec
     }
-}
-
-fn uniform(rng: &mut SeededRng, n: usize, bound: f64) -> Tensor {
-    let v: Vec<f32> = (0..n)
-        .map(|_| ((2.0 * rng.next_f64() - 1.0) * bound) as f32)
-        .collect();
-    Tensor::from_slice(&v).to_kind(Kind::Float)
 }
 
 impl McModel for Mlp {
@@ -226,7 +219,7 @@ impl ModuleT for Mlp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Device;
+    use tch::{Device, Kind};
 
     fn spec(act: Activation, input_dropout: f64) -> MlpSpec {
         MlpSpec {

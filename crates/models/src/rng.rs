@@ -54,6 +54,14 @@ impl SeededRng {
     }
 }
 
+/// A flat f32 tensor of `n` values uniform in [-bound, bound] (weight init; biases use bound 0).
+pub fn uniform_tensor(rng: &mut SeededRng, n: usize, bound: f64) -> tch::Tensor {
+    let v: Vec<f32> = (0..n)
+        .map(|_| ((2.0 * rng.next_f64() - 1.0) * bound) as f32)
+        .collect();
+    tch::Tensor::from_slice(&v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ use mcd_report::{band_figure, line_figure, BandPanel, Column, Series, Table, Val
 use tch::{nn, Tensor};
 
 use super::parallel_runs;
-use crate::cache::{key_of, TrainSummary, WeightCache};
+use crate::cache::{key_of, load_or_train, TrainSummary, WeightCache};
 use crate::config::{Co2Config, Experiment, RunConfig};
 use crate::output::OutputDir;
 use crate::Context;
@@ -247,40 +247,18 @@ fn run_one(
         "co2-v1|{spec:?}|{trainer:?}|{}|{:?}",
         run.seed, inputs.y_train
     ));
-    let cached = if ctx.retrain {
-        None
-    } else {
-        cache.load(&key, &mut vs)
-    };
-    let train = match cached {
-        Some(summary) => {
-            out.log(&format!(
-                "[{}] loaded cached weights {key} (trained {} it in {:.1}s)",
-                run.name, summary.iterations, summary.seconds
-            ));
-            summary
-        }
-        None => {
-            let mut sink = ctx.display.sink(&run.name);
-            let report = mcd_trainer::train_regression(
-                &vs,
-                &model,
-                &column(&inputs.x_train, ctx.device),
-                &column(&inputs.y_train, ctx.device),
-                &trainer,
-                sink.as_mut(),
-            )
-            .with_context(|| format!("training run `{}`", run.name))?;
-            let summary = TrainSummary {
-                iterations: report.iterations,
-                seconds: report.seconds,
-                final_loss: report.losses.last().map(|l| l.1).unwrap_or(f64::NAN),
-                losses: report.losses,
-            };
-            cache.store(&key, &vs, &summary)?;
-            summary
-        }
-    };
+    let train = load_or_train(cache, &key, &mut vs, ctx.retrain, out, &run.name, |vs| {
+        let mut sink = ctx.display.sink(&run.name);
+        mcd_trainer::train_regression(
+            vs,
+            &model,
+            &column(&inputs.x_train, ctx.device),
+            &column(&inputs.y_train, ctx.device),
+            &trainer,
+            sink.as_mut(),
+        )
+        .with_context(|| format!("training run `{}`", run.name))
+    })?;
     out.log(&format!(
         "[{}] {} it, {:.1}s, final loss {:.4}, weight decay {weight_decay:.3e}, tau {tau:.4}",
         run.name, train.iterations, train.seconds, train.final_loss

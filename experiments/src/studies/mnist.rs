@@ -20,7 +20,7 @@ use mcd_report::{reliability_figure, scatter_figure, Column, ScatterGroup, Table
 use tch::{nn, Kind, Tensor};
 
 use super::parallel_runs;
-use crate::cache::{key_of, TrainSummary, WeightCache};
+use crate::cache::{key_of, load_or_train, TrainSummary, WeightCache};
 use crate::config::{Arch, Experiment, MnistConfig, RunConfig};
 use crate::output::OutputDir;
 use crate::Context;
@@ -136,58 +136,37 @@ fn run_one(
         "mnist-v1|{spec:?}|{trainer:?}|{}|{n_train}",
         run.seed
     ));
-    let train_summary = match if ctx.retrain {
-        None
-    } else {
-        cache.load(&key, &mut vs)
-    } {
-        Some(s) => {
-            out.log(&format!(
-                "[{}] loaded cached weights {key} (trained {} it in {:.1}s)",
-                run.name, s.iterations, s.seconds
-            ));
-            s
-        }
-        None => {
-            let monitor = cfg.monitor_images.min(test.len()) as i64;
-            let (mx, my) = (
-                test.images.narrow(0, 0, monitor).to_device(device),
-                test.labels.narrow(0, 0, monitor),
-            );
-            let mut sink = ctx.display.sink(&run.name);
-            let report = mcd_trainer::train_classifier(
-                &vs,
-                &net,
-                &x_train,
-                &y_train,
-                &trainer,
-                sink.as_mut(),
-                &mut |epoch| {
-                    let pred = standard_predict(&net, &mx)
-                        .argmax(1, false)
-                        .to_device(tch::Device::Cpu);
-                    let acc =
-                        f64::try_from(pred.eq_tensor(&my).to_kind(Kind::Double).mean(Kind::Double))
-                            .unwrap_or(f64::NAN);
-                    let line = format!(
-                        "[{}] epoch {epoch}: accuracy on the first {monitor} test images {acc:.4}",
-                        run.name
-                    );
-                    out.log(&line);
-                    Some(line)
-                },
-            )
-            .with_context(|| format!("training run `{}`", run.name))?;
-            let summary = TrainSummary {
-                iterations: report.iterations,
-                seconds: report.seconds,
-                final_loss: report.losses.last().map_or(f64::NAN, |l| l.1),
-                losses: report.losses,
-            };
-            cache.store(&key, &vs, &summary)?;
-            summary
-        }
-    };
+    let monitor = cfg.monitor_images.min(test.len()) as i64;
+    let (mx, my) = (
+        test.images.narrow(0, 0, monitor).to_device(device),
+        test.labels.narrow(0, 0, monitor),
+    );
+    let train_summary = load_or_train(cache, &key, &mut vs, ctx.retrain, out, &run.name, |vs| {
+        let mut sink = ctx.display.sink(&run.name);
+        mcd_trainer::train_classifier(
+            vs,
+            &net,
+            &x_train,
+            &y_train,
+            &trainer,
+            sink.as_mut(),
+            &mut |epoch| {
+                let pred = standard_predict(&net, &mx)
+                    .argmax(1, false)
+                    .to_device(tch::Device::Cpu);
+                let acc =
+                    f64::try_from(pred.eq_tensor(&my).to_kind(Kind::Double).mean(Kind::Double))
+                        .unwrap_or(f64::NAN);
+                let line = format!(
+                    "[{}] epoch {epoch}: accuracy on the first {monitor} test images {acc:.4}",
+                    run.name
+                );
+                out.log(&line);
+                Some(line)
+            },
+        )
+        .with_context(|| format!("training run `{}`", run.name))
+    })?;
     out.log(&format!(
         "[{}] {} it on {n_train} images, {:.1}s",
         run.name, train_summary.iterations, train_summary.seconds
@@ -475,8 +454,11 @@ fn rotation_report(
     Ok(())
 }
 
+/// One table row: (prediction mode, run, its metrics, T).
+type MetricsRow<'a> = (String, &'a Outcome, &'a Metrics, f64);
+
 fn metrics_table(outcomes: &[Outcome]) -> Result<Table> {
-    let mut rows: Vec<(String, &Outcome, &Metrics, f64)> = Vec::new();
+    let mut rows: Vec<MetricsRow> = Vec::new();
     for o in outcomes {
         rows.push(("standard dropout".into(), o, &o.standard, 1.0));
         rows.push((
@@ -486,9 +468,7 @@ fn metrics_table(outcomes: &[Outcome]) -> Result<Table> {
             o.mc_samples as f64,
         ));
     }
-    let f = |get: &dyn Fn(&(String, &Outcome, &Metrics, f64)) -> f64| {
-        Values::F64(rows.iter().map(get).collect())
-    };
+    let f = |get: &dyn Fn(&MetricsRow) -> f64| Values::F64(rows.iter().map(get).collect());
     Ok(Table::from_columns(
         "MNIST test set",
         vec![

@@ -21,10 +21,17 @@ pub fn bench(c: &mut Criterion, report: &mut Report) {
         let d = Dropout::new(0.1, 3);
         let mut call = 0u64;
         let s = format!("{rows}x1024");
-        report.bench(&mut g, "dropout", &format!("mask_1_thread_{s}"), None, el, || {
-            call += 1;
-            let _ = d.mask_with_threads(call, n, 1);
-        });
+        report.bench(
+            &mut g,
+            "dropout",
+            &format!("mask_1_thread_{s}"),
+            None,
+            el,
+            || {
+                call += 1;
+                let _ = d.mask_with_threads(call, n, 1);
+            },
+        );
         let id = format!("mask_{threads}_threads_{s}");
         report.bench(&mut g, "dropout", &id, None, el, || {
             call += 1;
@@ -33,15 +40,36 @@ pub fn bench(c: &mut Criterion, report: &mut Report) {
         report.bench(&mut g, "dropout", &format!("forward_{s}"), None, el, || {
             let _ = tch::no_grad(|| d.forward(&x, true));
         });
-        report.bench(&mut g, "dropout", &format!("libtorch_dropout_{s}"), None, el, || {
-            let _ = tch::no_grad(|| x.dropout(0.1, true));
-        });
-        report.bench(&mut g, "dropout", &format!("mul_only_{s}"), None, el, || {
-            let _ = tch::no_grad(|| &x * &m);
-        });
-        report.bench(&mut g, "dropout", &format!("relu_only_{s}"), None, el, || {
-            let _ = tch::no_grad(|| x.relu());
-        });
+        report.bench(
+            &mut g,
+            "dropout",
+            &format!("libtorch_dropout_{s}"),
+            None,
+            el,
+            || {
+                let _ = tch::no_grad(|| x.dropout(0.1, true));
+            },
+        );
+        report.bench(
+            &mut g,
+            "dropout",
+            &format!("mul_only_{s}"),
+            None,
+            el,
+            || {
+                let _ = tch::no_grad(|| &x * &m);
+            },
+        );
+        report.bench(
+            &mut g,
+            "dropout",
+            &format!("relu_only_{s}"),
+            None,
+            el,
+            || {
+                let _ = tch::no_grad(|| x.relu());
+            },
+        );
     }
     g.finish();
 }
