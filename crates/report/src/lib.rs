@@ -9,8 +9,9 @@ mod table;
 
 pub use error::{ReportError, Result};
 pub use plot::{
-    band_figure, errorbar_figure, line_figure, reliability_figure, scatter_figure, BandPanel,
-    ErrorGroup, ReliabilityBin, ScatterGroup, Series,
+    band_figure, errorbar_figure, line_figure, reliability_figure, scatter_figure,
+    scatter_figure_with_thumbnails, BandPanel, ErrorGroup, ReliabilityBin, ScatterGroup, Series,
+    Thumbnail,
 };
 pub use style::PALETTE;
 pub use table::{format_sig4, Column, Table, Values};

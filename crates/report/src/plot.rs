@@ -844,16 +844,36 @@ struct ScatterFigure<'s> {
     y_label: &'s str,
     groups: Vec<(&'s str, Vec<(f64, f64)>)>,
     x_ticks: Option<Vec<(f64, String)>>,
+    thumbnails: &'s [Thumbnail],
     x: Range<f64>,
     y: Range<f64>,
 }
 
+/// A small grey-scale image drawn under the x axis of a scatter figure, centred at `x`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Thumbnail {
+    pub x: f64,
+    /// Images are `side` x `side`, row-major.
+    pub side: usize,
+    /// Intensities in [0, 1] (1 = ink, drawn dark on white).
+    pub pixels: Vec<f32>,
+}
+
+/// Height of the strip of thumbnails under a scatter figure, in pixels.
+const THUMB_STRIP_PX: u32 = 72;
+
 impl Figure for ScatterFigure<'_> {
     fn size(&self) -> (u32, u32) {
-        (960, 640)
+        if self.thumbnails.is_empty() {
+            (960, 640)
+        } else {
+            (960, 640 + THUMB_STRIP_PX)
+        }
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<()> {
+        let (main, strip) = root.split_vertically(640);
+        let root = &main;
         let mut chart = lin_chart(
             root,
             self.title,
@@ -877,6 +897,27 @@ impl Figure for ScatterFigure<'_> {
                 labelled = true;
             }
         }
+        for t in self.thumbnails {
+            // Pixel size chosen so a thumbnail fills most of the strip's height.
+            let px = ((THUMB_STRIP_PX as usize - 12) / t.side.max(1)).max(1) as i32;
+            let centre = chart.backend_coord(&(t.x, self.y.start)).0;
+            let left = centre - px * t.side as i32 / 2;
+            for (i, &v) in t.pixels.iter().enumerate() {
+                let v = f64::from(v).clamp(0.0, 1.0);
+                if v < 0.05 || t.side == 0 {
+                    continue;
+                }
+                let grey = (255.0 * (1.0 - v)) as u8;
+                let (r, c) = ((i / t.side) as i32, (i % t.side) as i32);
+                let (x, y) = (left + c * px, 6 + r * px);
+                strip
+                    .draw(&Rectangle::new(
+                        [(x, y), (x + px, y + px)],
+                        RGBColor(grey, grey, grey).filled(),
+                    ))
+                    .map_err(de)?;
+            }
+        }
         draw_legend(&mut chart, labelled, SeriesLabelPosition::UpperRight)
     }
 }
@@ -890,6 +931,28 @@ pub fn scatter_figure(
     x_ticks: Option<Vec<(f64, String)>>,
     stem: &Path,
 ) -> Result<Vec<PathBuf>> {
+    scatter_figure_with_thumbnails(title, x_label, y_label, groups, x_ticks, &[], stem)
+}
+
+/// [`scatter_figure`] with small images drawn in a strip under the x axis (e.g. the rotated
+/// digits of the paper's Fig. 4).
+pub fn scatter_figure_with_thumbnails(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    groups: &[ScatterGroup],
+    x_ticks: Option<Vec<(f64, String)>>,
+    thumbnails: &[Thumbnail],
+    stem: &Path,
+) -> Result<Vec<PathBuf>> {
+    for t in thumbnails {
+        check_len(
+            stem,
+            "thumbnail pixels vs side * side",
+            t.pixels.len(),
+            t.side * t.side,
+        )?;
+    }
     let mut prepared = Vec::with_capacity(groups.len());
     for g in groups {
         check_len(
@@ -925,6 +988,7 @@ pub fn scatter_figure(
             y_label,
             groups: prepared,
             x_ticks,
+            thumbnails,
             x: padded(x0, x1, 0.04),
             y: padded(y0, y1, 0.05),
         },

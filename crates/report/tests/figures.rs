@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use mcd_report::{
-    band_figure, errorbar_figure, line_figure, reliability_figure, scatter_figure, BandPanel,
-    ReportError, ScatterGroup, Series,
+    band_figure, errorbar_figure, line_figure, reliability_figure, scatter_figure,
+    scatter_figure_with_thumbnails, BandPanel, ReportError, ScatterGroup, Series, Thumbnail,
 };
 
 const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
@@ -289,4 +289,46 @@ fn missing_output_directory_error_names_path() {
     let err = band_figure(&[panel("p", 2.0)], 1, &stem).expect_err("no directory");
     assert!(matches!(err, ReportError::Io { .. }), "{err}");
     assert!(err.to_string().contains("not_there"), "{err}");
+}
+
+#[test]
+fn scatter_figure_draws_thumbnails_under_the_axis() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stem = dir.path().join("thumbs");
+    let groups = vec![ScatterGroup {
+        label: "class 1".into(),
+        x: vec![0.0, 1.0, 2.0],
+        y: vec![0.2, 0.5, 0.9],
+    }];
+    // A diagonal stroke: only ink pixels are drawn, as dark squares.
+    let side = 8;
+    let pixels: Vec<f32> = (0..side * side)
+        .map(|i| if i / side == i % side { 1.0 } else { 0.0 })
+        .collect();
+    let thumbs: Vec<Thumbnail> = (0..3)
+        .map(|i| Thumbnail {
+            x: f64::from(i),
+            side,
+            pixels: pixels.clone(),
+        })
+        .collect();
+    let paths = scatter_figure_with_thumbnails("t", "angle", "p", &groups, None, &thumbs, &stem)
+        .expect("draw");
+    let ((w, h), svg) = check_outputs(&paths, &stem, &["class 1"]);
+    // The strip makes the figure taller than a plain scatter (960 x 640).
+    assert_eq!((w, h), (960, 712));
+    let plain =
+        scatter_figure("t", "angle", "p", &groups, None, &dir.path().join("plain")).expect("draw");
+    let plain_svg = std::fs::read_to_string(&plain[1]).unwrap();
+    // 3 thumbnails x 8 ink pixels more rectangles than the plain figure.
+    assert_eq!(
+        svg.matches("<rect").count(),
+        plain_svg.matches("<rect").count() + 24
+    );
+    let bad = [Thumbnail {
+        x: 0.0,
+        side: 4,
+        pixels: vec![0.0; 5],
+    }];
+    assert!(scatter_figure_with_thumbnails("t", "x", "y", &groups, None, &bad, &stem).is_err());
 }

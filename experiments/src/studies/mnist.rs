@@ -16,7 +16,10 @@ use mcd_evaluation::classification as cls;
 use mcd_evaluation::{LogitSamples, ProbSamples};
 use mcd_models::lenet::{LeNet, LeNetSpec};
 use mcd_models::mc::{mc_samples, standard_predict, to_vec_f32, McConfig};
-use mcd_report::{reliability_figure, scatter_figure, Column, ScatterGroup, Table, Values};
+use mcd_report::{
+    reliability_figure, scatter_figure_with_thumbnails, Column, ScatterGroup, Table, Thumbnail,
+    Values,
+};
 use tch::{nn, Kind, Tensor};
 
 use super::parallel_runs;
@@ -196,7 +199,25 @@ fn run_one(
     };
     let rot_logits = to_vec_f32(&mc_samples(&net, &rot_x, &rot_mc));
     let rot_std = to_vec_f32(&standard_predict(&net, &rot_x));
-    rotation_report(run, cfg, digit_label, &rot_logits, &rot_std, &prefix, out)?;
+    let thumbs: Vec<Thumbnail> = rotated
+        .chunks(28 * 28)
+        .enumerate()
+        .map(|(i, px)| Thumbnail {
+            x: i as f64,
+            side: 28,
+            pixels: px.iter().map(|v| (v * 256.0 / 255.0).min(1.0)).collect(),
+        })
+        .collect();
+    rotation_report(
+        run,
+        cfg,
+        digit_label,
+        &rot_logits,
+        &rot_std,
+        &thumbs,
+        &prefix,
+        out,
+    )?;
 
     // Test set: standard dropout and MC dropout.
     let labels: Vec<usize> = Vec::<i64>::try_from(&test.labels)?
@@ -349,13 +370,15 @@ fn predict_set(
     ))
 }
 
-/// Fig. 4 scatters and the per-angle table.
+/// Fig. 4 scatters (with the rotated digits under the x axis) and the per-angle table.
+#[allow(clippy::too_many_arguments)]
 fn rotation_report(
     run: &RunConfig,
     cfg: &MnistConfig,
     digit_label: i64,
     logits: &[f32],
     standard_logits: &[f32],
+    thumbnails: &[Thumbnail],
     prefix: &str,
     out: &OutputDir,
 ) -> Result<()> {
@@ -400,7 +423,7 @@ fn rotation_report(
             .collect()
     };
     let figures = out.subdir("figures")?;
-    scatter_figure(
+    scatter_figure_with_thumbnails(
         &format!(
             "(a) Softmax input, rotated \"{digit_label}\" (test image {}), T={t}",
             cfg.digit_index
@@ -409,9 +432,10 @@ fn rotation_report(
         "softmax input (logit)",
         &groups(logits),
         Some(ticks.clone()),
+        thumbnails,
         &figures.join(format!("{prefix}fig4a_softmax_input")),
     )?;
-    scatter_figure(
+    scatter_figure_with_thumbnails(
         &format!(
             "(b) Softmax output, rotated \"{digit_label}\" (test image {}), T={t}",
             cfg.digit_index
@@ -420,6 +444,7 @@ fn rotation_report(
         "softmax output",
         &groups(&probs),
         Some(ticks),
+        thumbnails,
         &figures.join(format!("{prefix}fig4b_softmax_output")),
     )?;
 
