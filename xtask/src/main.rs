@@ -54,8 +54,13 @@ enum Cmd {
     },
     /// `cargo fmt --all -- --check`, then `cargo clippy --workspace --all-targets -- -D warnings`.
     Lint,
-    /// `cargo bench --workspace ARGS...`.
+    /// `cargo bench --workspace ARGS...`; with --compare, the benches of mcd-models and
+    /// mcd-trainer, then bench/pytorch_reference.py (PyTorch eager, same workloads), and ratios.
     Bench {
+        /// Also run the PyTorch-eager reference (needs Python torch) and print Rust / PyTorch
+        /// ratios; must come before ARGS.
+        #[arg(long)]
+        compare: bool,
         /// Passed to `cargo bench`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
@@ -126,11 +131,203 @@ fn dispatch(cmd: Cmd, raw: &[OsString]) -> Result<u8> {
                 ],
             ))
         }
-        Cmd::Bench { args } => {
+        Cmd::Bench { compare, args } => {
             let lt = ensure_libtorch(false)?;
-            run(cargo(&lt, workspace_args("bench", &passthrough(args, raw))))
+            if !compare {
+                return run(cargo(&lt, workspace_args("bench", &passthrough(args, raw))));
+            }
+            // `--compare` sits between the subcommand and ARGS; drop it so the `--` check of
+            // `passthrough` sees ARGS exactly as typed.
+            let raw: Vec<OsString> = raw
+                .iter()
+                .enumerate()
+                .filter(|(i, a)| !(*i == 2 && *a == "--compare"))
+                .map(|(_, a)| a.clone())
+                .collect();
+            bench_compare(&lt, &passthrough(args, &raw))
         }
     }
+}
+
+/// The Python that runs bench/pytorch_reference.py: `$MCD_PYTHON`, else `python3`.
+fn python() -> OsString {
+    std::env::var_os("MCD_PYTHON")
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "python3".into())
+}
+
+/// `bench --compare`: Rust benches, then the PyTorch-eager reference, then a table of ratios.
+/// Exits 2 (before benchmarking anything) when Python torch is missing.
+fn bench_compare(lt: &Libtorch, args: &[OsString]) -> Result<u8> {
+    let py = python();
+    let has_torch = Command::new(&py)
+        .args(["-c", "import torch"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_torch {
+        eprintln!(
+            "xtask: bench --compare needs PyTorch in {}: install it with\n    \
+             {} -m pip install torch==2.11.0\n\
+             (the same version as the libtorch the Rust side links; CPU is enough; set \
+             MCD_PYTHON to use another interpreter)",
+            py.to_string_lossy(),
+            py.to_string_lossy()
+        );
+        return Ok(2);
+    }
+    let out = target_dir()?.join("bench-compare");
+    if out.exists() {
+        std::fs::remove_dir_all(&out).with_context(|| format!("cannot clear {}", out.display()))?;
+    }
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut rust = cargo(lt, ["bench", "-p", "mcd-models", "-p", "mcd-trainer"]);
+    rust.args(args).env("MCD_BENCH_OUT", &out);
+    let code = run(rust)?;
+    if code != 0 {
+        return Ok(code);
+    }
+    let torch_tsv = out.join("pytorch.tsv");
+    let mut reference = Command::new(&py);
+    reference
+        .arg(workspace_root().join("bench").join("pytorch_reference.py"))
+        .arg("--out")
+        .arg(&torch_tsv);
+    let code = run(reference)?;
+    if code != 0 {
+        return Ok(code);
+    }
+    let read = |name: &str| -> Result<Vec<BenchRow>> {
+        let path = out.join(name);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        parse_bench_tsv(&text).with_context(|| format!("in {}", path.display()))
+    };
+    let mut rust_rows = Vec::new();
+    for name in ["mcd-models.tsv", "mcd-trainer.tsv"] {
+        if out.join(name).exists() {
+            rust_rows.extend(read(name)?);
+        }
+    }
+    println!("\n{}", compare_report(&rust_rows, &read("pytorch.tsv")?));
+    Ok(0)
+}
+
+/// One row of a bench TSV (written by the bench binaries and bench/pytorch_reference.py).
+#[derive(Debug, Clone, PartialEq)]
+struct BenchRow {
+    name: String,
+    median_s: f64,
+    flop: Option<f64>,
+}
+
+impl BenchRow {
+    fn gflops(&self) -> Option<f64> {
+        self.flop.map(|f| f / self.median_s / 1e9)
+    }
+}
+
+/// Parses `name, median_s, flop, elements` rows (tab-separated, with a header line).
+fn parse_bench_tsv(text: &str) -> Result<Vec<BenchRow>> {
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let cols: Vec<&str> = line.split('\t').collect();
+        let [name, median, flop, ..] = cols[..] else {
+            anyhow::bail!(
+                "line {}: expected 4 tab-separated columns in `{line}`",
+                i + 1
+            );
+        };
+        let num = |s: &str| -> Result<f64> {
+            s.parse()
+                .with_context(|| format!("line {}: `{s}` is not a number", i + 1))
+        };
+        rows.push(BenchRow {
+            name: name.to_string(),
+            median_s: num(median)?,
+            flop: if flop.is_empty() {
+                None
+            } else {
+                Some(num(flop)?)
+            },
+        });
+    }
+    Ok(rows)
+}
+
+/// The comparison table (rows with the same name in both) and the issue's three targets.
+fn compare_report(rust: &[BenchRow], torch: &[BenchRow]) -> String {
+    let ms = |r: &BenchRow| format!("{:.3} ms", r.median_s * 1e3);
+    let gf = |r: &BenchRow| r.gflops().map_or("-".into(), |g| format!("{g:.1}"));
+    let mut s = String::from(
+        "| workload | Rust (tch) | PyTorch eager | PyTorch / Rust | Rust GFLOP/s | PyTorch GFLOP/s |\n\
+         |---|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rust {
+        let Some(t) = torch.iter().find(|t| t.name == r.name) else {
+            s += &format!("| {} | {} | - | - | {} | - |\n", r.name, ms(r), gf(r));
+            continue;
+        };
+        s += &format!(
+            "| {} | {} | {} | {:.2}x | {} | {} |\n",
+            r.name,
+            ms(r),
+            ms(t),
+            t.median_s / r.median_s,
+            gf(r),
+            gf(t)
+        );
+    }
+    let find = |rows: &[BenchRow], prefix: &str| -> Option<BenchRow> {
+        rows.iter().find(|r| r.name.starts_with(prefix)).cloned()
+    };
+    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    // Rust's MC prediction: the fastest mc_samples row.
+    let best_mc = rust
+        .iter()
+        .filter(|r| r.name.starts_with("mc/mc_samples_"))
+        .min_by(|a, b| a.median_s.total_cmp(&b.median_s));
+    s += "\nTargets:\n";
+    match (best_mc, find(rust, "matmul/").and_then(|m| m.gflops())) {
+        (Some(mc), Some(mm)) => {
+            let share = mc.gflops().unwrap_or(0.0) / mm;
+            s += &format!(
+                "- MC prediction ({}) at {:.1}% of the plain matmul's GFLOP/s (target 85%): {}\n",
+                mc.name,
+                100.0 * share,
+                verdict(share >= 0.85)
+            );
+        }
+        _ => s += "- MC share of matmul GFLOP/s: not measured\n",
+    }
+    match (best_mc, find(torch, "mc/forward_t_loop_")) {
+        (Some(mc), Some(t)) => {
+            let x = t.median_s / mc.median_s;
+            s += &format!(
+                "- MC prediction {:.2}x faster than PyTorch eager looping over T (target 2x): {}\n",
+                x,
+                verdict(x >= 2.0)
+            );
+        }
+        _ => s += "- MC vs PyTorch loop: not measured\n",
+    }
+    match (
+        find(rust, "train/adam_step_"),
+        find(torch, "train/adam_step_"),
+    ) {
+        (Some(r), Some(t)) => {
+            let x = t.median_s / r.median_s;
+            s += &format!(
+                "- training step {:.2}x faster than PyTorch eager (target 1.2x): {}\n",
+                x,
+                verdict(x >= 1.2)
+            );
+        }
+        _ => s += "- training step vs PyTorch: not measured\n",
+    }
+    s
 }
 
 /// Finds or builds libtorch and says on stderr which one is used.
@@ -313,6 +510,60 @@ mod tests {
             strs(&workspace_args("bench", &os(&["--", "-p"]))),
             ["bench", "--workspace", "--", "-p"]
         );
+    }
+
+    #[test]
+    fn bench_compare_flag_is_parsed_before_cargo_args() {
+        let Cmd::Bench { compare, args } = parse(&["bench", "--compare", "--", "mc"]) else {
+            panic!("not a bench command");
+        };
+        assert!(compare);
+        assert_eq!(strs(&args), ["mc"]);
+        let Cmd::Bench { compare, .. } = parse(&["bench"]) else {
+            panic!("not a bench command");
+        };
+        assert!(!compare);
+    }
+
+    #[test]
+    fn bench_tsv_parses_and_rejects_garbage() {
+        let rows = parse_bench_tsv(
+            "name\tmedian_s\tflop\telements\nmatmul/x\t2e-1\t1.6e10\t\ndropout/y\t1e-3\t\t1e6\n",
+        )
+        .unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].gflops(), Some(80.0));
+        assert_eq!(rows[1].flop, None);
+        assert!(parse_bench_tsv("h\nmatmul\tfast\t\t\n").is_err());
+        assert!(parse_bench_tsv("h\nonly-one-column\n").is_err());
+    }
+
+    #[test]
+    fn compare_report_gives_ratios_and_verdicts() {
+        let row = |name: &str, median_s: f64, flop: Option<f64>| BenchRow {
+            name: name.into(),
+            median_s,
+            flop,
+        };
+        let rust = vec![
+            row("matmul/m", 1.0, Some(100e9)),
+            row("mc/mc_samples_1GiB_T100", 2.0, Some(180e9)),
+            row("mc/forward_t_loop_T100", 2.5, Some(180e9)),
+            row("train/adam_step_co2", 0.1, None),
+        ];
+        let torch = vec![
+            row("mc/forward_t_loop_T100", 5.0, Some(180e9)),
+            row("train/adam_step_co2", 0.11, None),
+        ];
+        let r = compare_report(&rust, &torch);
+        // 90 GFLOP/s against 100: 90%, met; 5.0 / 2.0 = 2.5x, met; 0.11 / 0.1 = 1.1x, not met.
+        assert!(
+            r.contains("at 90.0% of the plain matmul's GFLOP/s (target 85%): met"),
+            "{r}"
+        );
+        assert!(r.contains("2.50x faster than PyTorch eager looping over T (target 2x): met"));
+        assert!(r.contains("1.10x faster than PyTorch eager (target 1.2x): NOT met"));
+        assert!(r.contains("| mc/forward_t_loop_T100 | 2500.000 ms | 5000.000 ms | 2.00x |"));
     }
 
     #[cfg(unix)]
