@@ -106,6 +106,20 @@ impl Dropout {
         }
     }
 
+    /// Writes the mask of this layer's next call into `out` (0 or scale per element), using up
+    /// to `threads` threads: what [`Dropout::forward`] would multiply a tensor of `out.len()`
+    /// elements by. A stack of nets fills each member's slice of one buffer this way, so a
+    /// member sees the same masks as when run alone.
+    pub fn fill_next(&self, out: &mut [f32], threads: usize) {
+        let call = self.calls.fetch_add(1, Ordering::Relaxed);
+        self.fill_with_threads(call, out, threads);
+    }
+
+    /// Whether this layer drops anything (p rounded to 2^-16 is above 0).
+    pub fn is_active(&self) -> bool {
+        self.threshold > 0
+    }
+
     /// Mask values (0 or scale) for `n` elements of call number `call`.
     pub fn mask(&self, call: u64, n: usize) -> Vec<f32> {
         self.mask_with_threads(call, n, mask_threads())
@@ -170,7 +184,7 @@ impl Dropout {
 
 /// Threads for mask generation: libtorch's intra-op thread count, i.e. the CPU share this run
 /// was given (`tch::set_num_threads`), so a mask never oversubscribes the budget.
-fn mask_threads() -> usize {
+pub(crate) fn mask_threads() -> usize {
     usize::try_from(tch::get_num_threads()).unwrap_or(1).max(1)
 }
 

@@ -6,6 +6,7 @@ pub mod lenet;
 pub mod mc;
 pub mod mlp;
 pub mod rng;
+pub mod stacked;
 
 use tch::Tensor;
 

@@ -23,7 +23,7 @@ impl Activation {
     /// All accepted names, for error messages.
     pub const NAMES: &'static [&'static str] = &["relu", "tanh", "sigmoid"];
 
-    fn apply(self, xs: &Tensor) -> Tensor {
+    pub(crate) fn apply(self, xs: &Tensor) -> Tensor {
         match self {
             Activation::Relu => xs.relu(),
             Activation::Tanh => xs.tanh(),
@@ -64,11 +64,14 @@ pub enum InitScheme {
     CaffeXavier,
     /// PyTorch's nn.Linear default: W and b ~ U[-1/sqrt(fan_in), 1/sqrt(fan_in)].
     Torch,
+    /// Keras' default `glorot_uniform`: W ~ U[-sqrt(6/(fan_in+fan_out)), +], biases 0 (the
+    /// authors' UCI code).
+    GlorotUniform,
 }
 
 impl InitScheme {
     /// All accepted names, for error messages.
-    pub const NAMES: &'static [&'static str] = &["caffe_xavier", "torch"];
+    pub const NAMES: &'static [&'static str] = &["caffe_xavier", "torch", "glorot_uniform"];
 }
 
 impl FromStr for InitScheme {
@@ -77,6 +80,7 @@ impl FromStr for InitScheme {
         match s {
             "caffe_xavier" => Ok(InitScheme::CaffeXavier),
             "torch" => Ok(InitScheme::Torch),
+            "glorot_uniform" => Ok(InitScheme::GlorotUniform),
             _ => Err(format!(
                 "unknown init `{s}` (expected one of {:?})",
                 Self::NAMES
@@ -109,17 +113,25 @@ pub struct Mlp {
     spec: MlpSpec,
 }
 
-impl Mlp {
-    /// Creates the variables under `path`; `seed` fixes the initial weights and the mask stream.
-    pub fn new(path: &nn::Path, spec: &MlpSpec, seed: u64) -> Self {
+/// Initial weights and mask streams of one net: a pure function of (spec, seed), shared by
+/// [`Mlp`] and [`crate::stacked::StackedMlp`] so a member of a stack starts exactly as the
+/// same net built alone.
+pub(crate) struct MlpInit {
+    /// (weight [out, in], bias [out]) per layer.
+    pub layers: Vec<(Tensor, Tensor)>,
+    pub input_dropout: Option<Dropout>,
+    pub hidden_dropout: Vec<Dropout>,
+}
+
+impl MlpInit {
+    pub fn new(spec: &MlpSpec, seed: u64) -> Self {
         let mut rng = SeededRng::new(seed);
         let mut dims = vec![spec.input_dim];
         dims.extend(&spec.hidden);
         dims.push(spec.output_dim);
         let layers = dims
             .windows(2)
-            .enumerate()
-            .map(|(i, io)| {
+            .map(|io| {
                 let (fan_in, fan_out) = (io[0], io[1]);
                 let (w_bound, b_bound) = match spec.init {
                     InitScheme::CaffeXavier => ((3.0 / fan_in as f64).sqrt(), 0.0),
@@ -127,12 +139,12 @@ impl Mlp {
                         let b = 1.0 / (fan_in as f64).sqrt();
                         (b, b)
                     }
+                    InitScheme::GlorotUniform => ((6.0 / (fan_in + fan_out) as f64).sqrt(), 0.0),
                 };
                 let w = uniform_tensor(&mut rng, fan_out * fan_in, w_bound)
                     .view([fan_out as i64, fan_in as i64]);
                 let b = uniform_tensor(&mut rng, fan_out, b_bound);
-                let p = path.sub(format!("layer{i}"));
-                (p.var_copy("weight", &w), p.var_copy("bias", &b))
+                (w, b)
             })
             .collect();
         let input_dropout =
@@ -144,9 +156,30 @@ impl Mlp {
             .collect();
         Self {
             layers,
-            activation: spec.activation,
             input_dropout,
             hidden_dropout,
+        }
+    }
+}
+
+impl Mlp {
+    /// Creates the variables under `path`; `seed` fixes the initial weights and the mask stream.
+    pub fn new(path: &nn::Path, spec: &MlpSpec, seed: u64) -> Self {
+        let init = MlpInit::new(spec, seed);
+        let layers = init
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, (w, b))| {
+                let p = path.sub(format!("layer{i}"));
+                (p.var_copy("weight", w), p.var_copy("bias", b))
+            })
+            .collect();
+        Self {
+            layers,
+            activation: spec.activation,
+            input_dropout: init.input_dropout,
+            hidden_dropout: init.hidden_dropout,
             spec: spec.clone(),
         }
     }

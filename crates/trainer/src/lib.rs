@@ -8,6 +8,8 @@
 //! the loss scale, Keras' `MSE + l2(wd)` used by the authors' UCI code, so their
 //! `tau = (1 - p) l^2 / (2 N wd)` applies unchanged.
 
+pub mod stacked;
+
 use std::time::Instant;
 
 use mcd_models::rng::SeededRng;
@@ -115,6 +117,19 @@ pub enum TrainError {
         "training diverged: loss is {loss} at iteration {iteration} (lower the learning rate)"
     )]
     Diverged { iteration: usize, loss: f64 },
+    #[error("training diverged: member {member} of the stack has loss {loss} at iteration {iteration} (lower the learning rate)")]
+    MemberDiverged {
+        member: usize,
+        iteration: usize,
+        loss: f64,
+    },
+    #[error("stacked training: the stack has {model} members but {sets} data-set indices, {decays} weight decays and {seeds} shuffle seeds were given")]
+    Members {
+        model: usize,
+        sets: usize,
+        decays: usize,
+        seeds: usize,
+    },
 }
 
 fn build_optimizer(vs: &nn::VarStore, spec: &TrainSpec) -> Result<nn::Optimizer, TrainError> {
