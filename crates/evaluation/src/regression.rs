@@ -188,6 +188,164 @@ pub fn log_likelihood(
     Ok(LogLik::from_points(per_point))
 }
 
+/// MC regression passes summarised chunk by chunk, in original target units, so that
+/// T = 10,000 passes over a test set never need to be held at once.
+///
+/// Per point it keeps the pass count, the running mean and sum of squared deviations (merged
+/// with Chan et al.'s pairwise update, stable where `E[y^2] - mean^2` would cancel) and
+/// `logsumexp_t(-tau/2 (y - y_t)^2)`. Results equal [`predictive`] and [`log_likelihood`] on
+/// all passes at once (tested), with `tau` here the precision in original units.
+#[derive(Debug, Clone, PartialEq)]
+pub struct McStream {
+    targets: Vec<f64>,
+    tau: f64,
+    passes: usize,
+    mean: Vec<f64>,
+    m2: Vec<f64>,
+    lse: Vec<f64>,
+}
+
+/// One chunk's per-point summaries (original units), e.g. reduced on the device.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkSummary<'a> {
+    /// Passes in the chunk.
+    pub passes: usize,
+    /// Mean over the chunk's passes.
+    pub mean: &'a [f64],
+    /// Sum over the chunk's passes of (y_t - chunk mean)^2.
+    pub m2: &'a [f64],
+    /// logsumexp over the chunk's passes of -tau/2 (y - y_t)^2.
+    pub lse: &'a [f64],
+}
+
+impl McStream {
+    /// A stream for `targets` (original units) and observation precision `tau` (original units).
+    pub fn new(targets: Vec<f64>, tau: f64) -> Result<Self, EvalError> {
+        const OP: &str = "McStream::new";
+        let tau = positive(OP, "tau", tau)?;
+        if targets.is_empty() {
+            return Err(EvalError::Empty {
+                op: OP,
+                what: "targets",
+            });
+        }
+        all_finite(OP, "targets", &targets)?;
+        let n = targets.len();
+        Ok(Self {
+            targets,
+            tau,
+            passes: 0,
+            mean: vec![0.0; n],
+            m2: vec![0.0; n],
+            lse: vec![f64::NEG_INFINITY; n],
+        })
+    }
+
+    /// The targets, original units.
+    pub fn targets(&self) -> &[f64] {
+        &self.targets
+    }
+
+    /// The precision the log-likelihood uses.
+    pub fn tau(&self) -> f64 {
+        self.tau
+    }
+
+    /// Passes seen so far.
+    pub fn passes(&self) -> usize {
+        self.passes
+    }
+
+    /// Adds raw passes: `chunk` in the net's units, mapped to original units by `scale`.
+    pub fn update(&mut self, chunk: &SampleMatrix, scale: Affine) -> Result<(), EvalError> {
+        const OP: &str = "McStream::update";
+        scale.validate(OP)?;
+        same_len(OP, "samples (N)", chunk.n(), "targets", self.targets.len())?;
+        let (t, n) = (chunk.t(), chunk.n());
+        let mut mean = vec![0.0; n];
+        let mut m2 = vec![0.0; n];
+        let mut lse = vec![0.0; n];
+        let mut terms = vec![0.0; t];
+        for i in 0..n {
+            let ys: Vec<f64> = (0..t).map(|pass| scale.apply(chunk.at(pass, i))).collect();
+            mean[i] = ys.iter().sum::<f64>() / t as f64;
+            m2[i] = ys.iter().map(|y| (y - mean[i]) * (y - mean[i])).sum();
+            for (term, y) in terms.iter_mut().zip(&ys) {
+                let d = self.targets[i] - y;
+                *term = -0.5 * self.tau * d * d;
+            }
+            lse[i] = logsumexp(&terms);
+        }
+        self.merge(ChunkSummary {
+            passes: t,
+            mean: &mean,
+            m2: &m2,
+            lse: &lse,
+        })
+    }
+
+    /// Adds a chunk already reduced to per-point summaries.
+    pub fn merge(&mut self, chunk: ChunkSummary) -> Result<(), EvalError> {
+        const OP: &str = "McStream::merge";
+        let n = self.targets.len();
+        same_len(OP, "chunk mean", chunk.mean.len(), "targets", n)?;
+        same_len(OP, "chunk m2", chunk.m2.len(), "targets", n)?;
+        same_len(OP, "chunk lse", chunk.lse.len(), "targets", n)?;
+        all_finite(OP, "chunk mean", chunk.mean)?;
+        all_finite(OP, "chunk m2", chunk.m2)?;
+        if chunk.passes == 0 {
+            return Ok(());
+        }
+        let (na, nb) = (self.passes as f64, chunk.passes as f64);
+        let total = na + nb;
+        for i in 0..n {
+            let delta = chunk.mean[i] - self.mean[i];
+            self.mean[i] += delta * nb / total;
+            self.m2[i] += chunk.m2[i] + delta * delta * na * nb / total;
+            let (a, b) = (self.lse[i], chunk.lse[i]);
+            self.lse[i] = logsumexp(&[a, b]);
+        }
+        self.passes += chunk.passes;
+        Ok(())
+    }
+
+    fn require_passes(&self, op: &'static str) -> Result<(), EvalError> {
+        if self.passes == 0 {
+            return Err(EvalError::Empty { op, what: "passes" });
+        }
+        Ok(())
+    }
+
+    /// Predictive moments (original units) with observation noise 1/tau.
+    pub fn predictive(&self) -> Result<Predictive, EvalError> {
+        self.require_passes("McStream::predictive")?;
+        let model_var: Vec<f64> = self.m2.iter().map(|m| m / self.passes as f64).collect();
+        let noise_var = 1.0 / self.tau;
+        Ok(Predictive {
+            mean: self.mean.clone(),
+            var: model_var.iter().map(|v| v + noise_var).collect(),
+            model_var,
+            noise_var,
+        })
+    }
+
+    /// MC test log-likelihood per point and mean:
+    /// `logsumexp_t(-tau/2 (y - y_t)^2) - ln T - ln(2 pi)/2 + ln(tau)/2`.
+    pub fn log_likelihood(&self) -> Result<LogLik, EvalError> {
+        self.require_passes("McStream::log_likelihood")?;
+        let constant = -(self.passes as f64).ln() - 0.5 * LN_2PI + 0.5 * self.tau.ln();
+        Ok(LogLik::from_points(
+            self.lse.iter().map(|l| l + constant).collect(),
+        ))
+    }
+
+    /// RMSE of the MC mean against the targets.
+    pub fn rmse(&self) -> Result<f64, EvalError> {
+        self.require_passes("McStream::rmse")?;
+        rmse(&self.mean, &self.targets)
+    }
+}
+
 /// Log-likelihood of targets under independent Gaussians N(mean_i, var_i), e.g. for the GP or
 /// a single deterministic prediction with noise 1/tau; all three inputs in the same units.
 pub fn gaussian_log_likelihood<T: Copy + Into<f64>>(
@@ -408,6 +566,64 @@ mod tests {
 
     fn close(a: f64, b: f64, tol: f64) -> bool {
         (a - b).abs() <= tol * (1.0 + b.abs())
+    }
+
+    /// Two passes, one point, by hand: original-unit passes 10 and 12 (standardised 0 and 1
+    /// with mean 10, sd 2), target 11, tau 0.5 in original units: each pass is 1 away, so the
+    /// LL is the density of N(0, 1/tau = 2) at 1: -ln(2 pi 2)/2 - 1/4.
+    #[test]
+    fn stream_log_likelihood_by_hand_in_original_units() {
+        let data = [0.0f32, 1.0];
+        let chunk = SampleMatrix::new(&data, 2, 1).unwrap();
+        let mut s = McStream::new(vec![11.0], 0.5).unwrap();
+        s.update(&chunk, Affine::new(10.0, 2.0).unwrap()).unwrap();
+        let expected = -0.5 * (2.0 * std::f64::consts::PI * 2.0).ln() - 0.25;
+        assert!(close(s.log_likelihood().unwrap().mean, expected, 1e-12));
+        assert!(close(s.rmse().unwrap(), 0.0, 1e-12));
+        let p = s.predictive().unwrap();
+        assert!(close(p.model_var[0], 1.0, 1e-12) && close(p.var[0], 3.0, 1e-12));
+    }
+
+    /// Chunked passes give what the whole matrix gives to `predictive` and `log_likelihood`.
+    #[test]
+    fn stream_over_chunks_equals_all_passes_at_once() {
+        let (t, n) = (37, 5);
+        let data: Vec<f32> = (0..t * n)
+            .map(|k| (k as f32 * 0.37).sin() * 2.0 + (k % n) as f32)
+            .collect();
+        let targets_std: Vec<f32> = (0..n).map(|i| i as f32 + 0.3).collect();
+        let a = Affine::new(100.0, 3.0).unwrap();
+        let tau_std = 4.0;
+        let tau_orig = tau_std / 9.0;
+        let whole = SampleMatrix::new(&data, t, n).unwrap();
+        let ll = log_likelihood(&whole, &targets_std, tau_std, a).unwrap();
+        let pred = predictive(&whole, tau_std).unwrap().to_original(a).unwrap();
+
+        let targets: Vec<f64> = targets_std.iter().map(|&y| a.apply(y.into())).collect();
+        let mut s = McStream::new(targets, tau_orig).unwrap();
+        for (start, len) in [(0, 10), (10, 1), (11, 26)] {
+            let part = SampleMatrix::new(&data[start * n..(start + len) * n], len, n).unwrap();
+            s.update(&part, a).unwrap();
+        }
+        assert_eq!(s.passes(), t);
+        let got = s.log_likelihood().unwrap();
+        let sp = s.predictive().unwrap();
+        for i in 0..n {
+            assert!(close(got.per_point[i], ll.per_point[i], 1e-10), "ll {i}");
+            assert!(close(sp.mean[i], pred.mean[i], 1e-10), "mean {i}");
+            assert!(close(sp.var[i], pred.var[i], 1e-10), "var {i}");
+        }
+        let mean_f32: Vec<f64> = pred.mean.clone();
+        assert!(close(
+            s.rmse().unwrap(),
+            rmse(&mean_f32, s.targets()).unwrap(),
+            1e-12
+        ));
+        assert!(McStream::new(vec![1.0], 0.0).is_err());
+        assert!(
+            McStream::new(vec![1.0], 1.0).unwrap().rmse().is_err(),
+            "no passes yet"
+        );
     }
 
     /// Density of N(m, v) at y, written out directly.

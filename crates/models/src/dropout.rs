@@ -17,9 +17,9 @@ use tch::{Kind, Tensor};
 
 use crate::rng::splitmix64;
 
-/// Below this many elements a mask is generated on the calling thread: spawning workers costs
-/// tens of microseconds, more than generating ~2^16 elements.
-const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
+/// Below this many elements a mask is generated on the calling thread: handing work to the
+/// pool costs more than generating ~2^16 elements (about 30 us).
+pub(crate) const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
 
 /// Largest mask kept in the reusable buffer (16 MiB of f32 per layer); bigger ones are
 /// allocated per call so that one huge batch does not pin its memory for the model's lifetime.
@@ -144,9 +144,10 @@ impl Dropout {
         }
         // Split on multiples of LANES so every hash's four lanes land in one worker.
         let per = n.div_ceil(threads).div_ceil(LANES) * LANES;
-        std::thread::scope(|s| {
+        // rayon's pool, not fresh threads: spawning an OS thread costs ~100 us here.
+        rayon::scope(|s| {
             for (i, part) in out.chunks_mut(per).enumerate() {
-                s.spawn(move || self.fill(key, i * per / LANES, part));
+                s.spawn(move |_| self.fill(key, i * per / LANES, part));
             }
         });
     }

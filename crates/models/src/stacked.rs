@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 use tch::Tensor;
 
-use crate::dropout::{mask_threads, Dropout};
+use crate::dropout::{mask_threads, Dropout, PARALLEL_MIN_ELEMENTS};
 use crate::mlp::{Activation, MlpInit, MlpSpec};
 
 /// One member of a stack: its drop rates and seed (shape and init come from the shared spec).
@@ -58,7 +58,11 @@ impl StackedDropout {
         // A poisoned lock only means another thread panicked mid-fill; the buffer is rewritten.
         let mut buf = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
         buf.resize(n, 0.0);
-        let threads = mask_threads();
+        let threads = if n < PARALLEL_MIN_ELEMENTS {
+            1
+        } else {
+            mask_threads()
+        };
         let fill = |d: &Option<Dropout>, part: &mut [f32], threads: usize| match d {
             Some(d) => d.fill_next(part, threads),
             None => part.fill(1.0),
@@ -66,9 +70,10 @@ impl StackedDropout {
         if threads > 1 && self.members.len() >= threads {
             // Enough members to keep every thread busy with whole members.
             let group = self.members.len().div_ceil(threads);
-            std::thread::scope(|s| {
-                for (ds, parts) in self.members.chunks(group).zip(buf.chunks_mut(group * per)) {
-                    s.spawn(move || {
+            let all: &mut [f32] = &mut buf[..];
+            rayon::scope(|s| {
+                for (ds, parts) in self.members.chunks(group).zip(all.chunks_mut(group * per)) {
+                    s.spawn(move |_| {
                         for (d, part) in ds.iter().zip(parts.chunks_mut(per)) {
                             fill(d, part, 1);
                         }
@@ -299,7 +304,7 @@ mod tests {
     use super::*;
     use crate::mlp::{InitScheme, Mlp};
     use tch::nn::{self, ModuleT};
-    use tch::Device;
+    use tch::{Device, Kind};
 
     fn spec() -> MlpSpec {
         MlpSpec {

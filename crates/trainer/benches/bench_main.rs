@@ -11,6 +11,7 @@ fn main() {
     let mut report = benchmarks::common::Report::new("mcd-trainer");
     benchmarks::common::bench_matmul(&mut c, &mut report);
     benchmarks::train_step::bench(&mut c, &mut report);
+    benchmarks::stacked::bench(&mut c, &mut report);
     c.final_summary();
     report.finish();
 }

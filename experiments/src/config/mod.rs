@@ -15,6 +15,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::yaml::{Mapping, Value};
+use mcd_datasets::uci::UciName;
 use mcd_models::lenet::LeNetDropout;
 use mcd_models::mlp::{Activation, InitScheme, MlpSpec};
 use mcd_trainer::{LrSchedule, Optimizer, TrainSpec};
@@ -120,6 +121,8 @@ pub enum Regularisation {
     Explicit { weight_decay: f64, tau: f64 },
     /// Classification: only a weight decay (no observation noise).
     DecayOnly { weight_decay: f64 },
+    /// UCI: tau is grid-searched per data set; weight decay follows from each (p, tau).
+    TauGrid { length_scale: f64 },
 }
 
 impl Regularisation {
@@ -145,6 +148,14 @@ impl Regularisation {
             ),
             Regularisation::Explicit { weight_decay, tau } => (weight_decay, tau),
             Regularisation::DecayOnly { weight_decay } => (weight_decay, f64::INFINITY),
+            Regularisation::TauGrid { .. } => {
+                return Err(mcd_evaluation::EvalError::InvalidParameter {
+                    op: "Regularisation::resolve",
+                    name: "tau",
+                    value: f64::NAN,
+                    reason: "is grid-searched: resolve each (p, tau) grid point instead",
+                })
+            }
         })
     }
 }
@@ -180,6 +191,25 @@ pub struct MnistConfig {
     pub monitor_images: usize,
 }
 
+/// UCI benchmark settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UciConfig {
+    /// In the order given (`all`: the paper's table order, Year Prediction MSD included).
+    pub datasets: Vec<UciName>,
+    /// Only the first K splits of each data set.
+    pub splits: Option<usize>,
+    /// Epochs = n_epochs.txt x this (rounded, at least 1).
+    pub epoch_multiplier: f64,
+    /// MC passes for each grid point's validation log-likelihood.
+    pub validation_samples: usize,
+    /// Overrides each data set's dropout_rates.txt.
+    pub dropout_rates: Option<Vec<f64>>,
+    /// Overrides each data set's tau_values.txt (original target units).
+    pub tau_values: Option<Vec<f64>>,
+    /// Splits per stacked model.
+    pub splits_per_stack: usize,
+}
+
 /// One fully resolved and validated run.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -194,6 +224,7 @@ pub struct RunConfig {
     pub predict: PredictConfig,
     pub co2: Option<Co2Config>,
     pub mnist: Option<MnistConfig>,
+    pub uci: Option<UciConfig>,
     /// Training length in epochs, when given so; the study then sets `trainer.iterations`.
     pub epochs: Option<usize>,
     /// The resolved document, saved next to the results.
@@ -560,6 +591,7 @@ fn check_run(
     let wants = match raw.study {
         StudyKind::Co2 => raw::RawArch::Mlp,
         StudyKind::MnistRotated => raw::RawArch::Lenet,
+        StudyKind::Uci => raw::RawArch::Mlp,
     };
     if m.arch != wants {
         return Err(src.error(
@@ -589,7 +621,7 @@ fn check_run(
         ));
     }
     let hidden_raw: &[i64] = m.hidden.as_deref().unwrap_or(&[]);
-    if m.arch == raw::RawArch::Mlp && hidden_raw.is_empty() {
+    if m.arch == raw::RawArch::Mlp && hidden_raw.is_empty() && raw.study != StudyKind::Uci {
         return Err(src.error(
             "model.hidden",
             "at least one hidden layer is needed",
@@ -614,14 +646,40 @@ fn check_run(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let dropout = finite_in(
-        src,
-        "model.dropout",
-        m.dropout,
-        (0.0..1.0).contains(&m.dropout),
-        "a drop probability in [0, 1)",
-        origin,
-    )?;
+    let uci_study = raw.study == StudyKind::Uci;
+    let dropout =
+        match (m.dropout, uci_study) {
+            (Some(_), true) => return Err(src.error(
+                "model.dropout",
+                "the uci study grid-searches the drop rate: set uci.dropout_rates (default: each \
+                 data set's dropout_rates.txt) instead",
+                origin("model.dropout"),
+            )),
+            (None, true) => 0.0,
+            (None, false) => {
+                return Err(src.error(
+                    "model.dropout",
+                    "missing: the drop probability in [0, 1)",
+                    origin("model"),
+                ))
+            }
+            (Some(p), false) => finite_in(
+                src,
+                "model.dropout",
+                p,
+                (0.0..1.0).contains(&p),
+                "a drop probability in [0, 1)",
+                origin,
+            )?,
+        };
+    if uci_study && m.input_dropout != 0.0 {
+        return Err(src.error(
+            "model.input_dropout",
+            "the uci study drops inputs with the same rate as the hidden layer (the authors' \
+             protocol); remove this key",
+            origin("model.input_dropout"),
+        ));
+    }
     let input_dropout = finite_in(
         src,
         "model.input_dropout",
@@ -647,11 +705,27 @@ fn check_run(
         init: match m.init {
             raw::RawInit::CaffeXavier => InitScheme::CaffeXavier,
             raw::RawInit::Torch => InitScheme::Torch,
+            raw::RawInit::GlorotUniform => InitScheme::GlorotUniform,
         },
     };
 
     let t = &raw.trainer;
     let (iterations, epochs) = match (t.iterations, t.epochs) {
+        (None, None) if uci_study => (0, None),
+        (i, e) if uci_study => {
+            let key = if i.is_some() {
+                "trainer.iterations"
+            } else {
+                "trainer.epochs"
+            };
+            let _ = e;
+            return Err(src.error(
+                key,
+                "the uci study trains each data set for its n_epochs.txt x uci.epoch_multiplier \
+                 epochs; remove this key",
+                origin(key),
+            ));
+        }
         (Some(i), None) => (positive(src, "trainer.iterations", i, origin)?, None),
         (None, Some(e)) => (0, Some(positive(src, "trainer.epochs", e, origin)?)),
         _ => {
@@ -753,11 +827,36 @@ fn check_run(
         },
     };
     let log_every = positive(src, "trainer.log_every", t.log_every.unwrap_or(100), origin)?;
+    if uci_study && !matches!(optimizer, Optimizer::Adam { .. }) {
+        return Err(src.error(
+            "trainer.optimizer",
+            "the uci study trains with adam (the authors' protocol and the stacked trainer)",
+            origin("trainer.optimizer"),
+        ));
+    }
+    if uci_study && schedule != LrSchedule::Constant {
+        return Err(src.error(
+            "trainer.schedule",
+            "the uci study uses a constant learning rate",
+            origin("trainer.schedule"),
+        ));
+    }
 
     let p = &raw.precision;
     let nonneg = |key: &str, v: f64| finite_in(src, key, v, v >= 0.0, "a value >= 0", origin);
     let pos = |key: &str, v: f64| finite_in(src, key, v, v > 0.0, "a value > 0", origin);
     let regularisation = match (t.weight_decay, p.tau, p.length_scale) {
+        (Some(_), _, _) if uci_study => {
+            return Err(src.error(
+                "trainer.weight_decay",
+                "the uci study derives weight decay from precision.length_scale, p and tau; \
+                 remove this key",
+                origin("trainer.weight_decay"),
+            ))
+        }
+        (None, None, Some(l)) if uci_study => Regularisation::TauGrid {
+            length_scale: pos("precision.length_scale", l)?,
+        },
         (Some(wd), None, None) if raw.study == StudyKind::MnistRotated => {
             Regularisation::DecayOnly { weight_decay: nonneg("trainer.weight_decay", wd)? }
         }
@@ -870,6 +969,18 @@ fn check_run(
         (None, _) => None,
     };
 
+    let uci = match (&raw.uci, raw.study) {
+        (None, StudyKind::Uci) => {
+            return Err(src.error(
+                "uci",
+                "the uci study needs a `uci:` section (datasets, epoch_multiplier, ...)",
+                None,
+            ))
+        }
+        (Some(c), _) => Some(check_uci(src, c, origin)?),
+        (None, _) => None,
+    };
+
     let data_dir = raw.data.dir.clone();
     if !data_dir.is_dir() {
         return Err(src.error(
@@ -888,7 +999,100 @@ fn check_run(
         predict,
         co2,
         mnist,
+        uci,
         epochs,
         resolved,
+    })
+}
+
+fn check_uci(
+    src: &Source,
+    c: &raw::RawUci,
+    origin: &dyn Fn(&str) -> Option<String>,
+) -> Result<UciConfig, ConfigError> {
+    use std::str::FromStr as _;
+    let datasets = match &c.datasets {
+        raw::RawNames::Word(w) if w == "all" => UciName::ALL.to_vec(),
+        raw::RawNames::Word(w) => vec![UciName::from_str(w).map_err(|e| {
+            src.error(
+                "uci.datasets",
+                format!("{e} (or `all`)"),
+                origin("uci.datasets"),
+            )
+        })?],
+        raw::RawNames::List(names) => {
+            let mut out = Vec::new();
+            for (i, n) in names.iter().enumerate() {
+                let key = format!("uci.datasets[{i}]");
+                let name = UciName::from_str(n)
+                    .map_err(|e| src.error(&key, e.to_string(), origin("uci.datasets")))?;
+                if out.contains(&name) {
+                    return Err(src.error(
+                        &key,
+                        format!("{name} is listed twice"),
+                        origin("uci.datasets"),
+                    ));
+                }
+                out.push(name);
+            }
+            if out.is_empty() {
+                return Err(src.error(
+                    "uci.datasets",
+                    "give at least one data set (or `all`)",
+                    origin("uci.datasets"),
+                ));
+            }
+            out
+        }
+    };
+    let grid = |key: &str,
+                v: &Option<Vec<f64>>,
+                ok: fn(f64) -> bool,
+                allowed: &str|
+     -> Result<Option<Vec<f64>>, ConfigError> {
+        match v {
+            None => Ok(None),
+            Some(v) if v.is_empty() => Err(src.error(
+                key,
+                "give at least one value (or remove the key for the data set's own grid)",
+                origin(key),
+            )),
+            Some(v) => {
+                for (i, &x) in v.iter().enumerate() {
+                    finite_in(src, &format!("{key}[{i}]"), x, ok(x), allowed, origin)?;
+                }
+                Ok(Some(v.clone()))
+            }
+        }
+    };
+    let epoch_multiplier = finite_in(
+        src,
+        "uci.epoch_multiplier",
+        c.epoch_multiplier,
+        c.epoch_multiplier > 0.0,
+        "a positive number (the published runs used 100)",
+        origin,
+    )?;
+    Ok(UciConfig {
+        datasets,
+        splits: c
+            .splits
+            .map(|k| positive(src, "uci.splits", k, origin))
+            .transpose()?,
+        epoch_multiplier,
+        validation_samples: positive(src, "uci.validation_samples", c.validation_samples, origin)?,
+        dropout_rates: grid(
+            "uci.dropout_rates",
+            &c.dropout_rates,
+            |p| (0.0..1.0).contains(&p),
+            "drop probabilities in [0, 1)",
+        )?,
+        tau_values: grid(
+            "uci.tau_values",
+            &c.tau_values,
+            |t| t > 0.0,
+            "precisions > 0",
+        )?,
+        splits_per_stack: positive(src, "uci.splits_per_stack", c.splits_per_stack, origin)?,
     })
 }

@@ -25,6 +25,8 @@ pub struct RawRun {
     pub co2: Option<RawCo2>,
     #[serde(default)]
     pub mnist: Option<RawMnist>,
+    #[serde(default)]
+    pub uci: Option<RawUci>,
 }
 
 /// Which study a config drives.
@@ -35,6 +37,8 @@ pub enum StudyKind {
     Co2,
     /// Rotated-MNIST classification uncertainty (paper Fig. 4), calibration, out-of-distribution.
     MnistRotated,
+    /// The UCI regression benchmark (paper Table 1, the authors' 2018 grid-search protocol).
+    Uci,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -69,6 +73,7 @@ pub enum RawActivation {
 pub enum RawInit {
     CaffeXavier,
     Torch,
+    GlorotUniform,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -98,7 +103,9 @@ pub struct RawModel {
     pub activation: Option<RawActivation>,
     #[serde(default)]
     pub placement: Option<RawPlacement>,
-    pub dropout: f64,
+    /// Required except for the uci study (which grid-searches it).
+    #[serde(default)]
+    pub dropout: Option<f64>,
     #[serde(default)]
     pub input_dropout: f64,
     #[serde(default = "default_init")]
@@ -262,4 +269,44 @@ fn default_test_samples() -> i64 {
 
 fn default_monitor() -> i64 {
     2000
+}
+
+/// `all` or a list.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum RawNames {
+    List(Vec<String>),
+    Word(String),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUci {
+    /// `all` (the ten of Table 1; unvendored ones are skipped with a message) or names.
+    pub datasets: RawNames,
+    /// Use only the first K splits of each data set (default: all).
+    #[serde(default)]
+    pub splits: Option<i64>,
+    /// Training epochs = the data set's n_epochs.txt times this (published: 100).
+    pub epoch_multiplier: f64,
+    /// MC passes for the validation log-likelihood of each grid point.
+    #[serde(default = "default_validation_samples")]
+    pub validation_samples: i64,
+    /// Dropout-rate grid; default: each data set's dropout_rates.txt.
+    #[serde(default)]
+    pub dropout_rates: Option<Vec<f64>>,
+    /// tau grid (original target units); default: each data set's tau_values.txt.
+    #[serde(default)]
+    pub tau_values: Option<Vec<f64>>,
+    /// Splits trained together in one stacked model (each with its whole grid).
+    #[serde(default = "default_splits_per_stack")]
+    pub splits_per_stack: i64,
+}
+
+fn default_validation_samples() -> i64 {
+    1000
+}
+
+fn default_splits_per_stack() -> i64 {
+    20
 }

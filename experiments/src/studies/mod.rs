@@ -2,6 +2,7 @@
 
 pub mod co2;
 pub mod mnist;
+pub mod uci;
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,7 @@ pub fn run(exp: &Experiment, ctx: &Context, results_root: &Path) -> Result<PathB
     match write_inputs(exp, ctx, &out).and_then(|_| match exp.study {
         StudyKind::Co2 => co2::run(exp, ctx, &out),
         StudyKind::MnistRotated => mnist::run(exp, ctx, &out),
+        StudyKind::Uci => uci::run(exp, ctx, &out),
     }) {
         Ok(()) => out.commit(),
         Err(e) => {

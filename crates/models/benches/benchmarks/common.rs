@@ -57,6 +57,8 @@ pub struct Row {
 pub struct Report {
     crate_name: &'static str,
     rows: Vec<Row>,
+    /// (label, slower workload, faster workload): printed as median ratios by `finish`.
+    ratios: Vec<(String, String, String)>,
 }
 
 impl Report {
@@ -65,7 +67,14 @@ impl Report {
         Self {
             crate_name,
             rows: Vec::new(),
+            ratios: Vec::new(),
         }
+    }
+
+    /// Asks `finish` to print median(`slower`) / median(`faster`) (full `group/id` names).
+    pub fn ratio(&mut self, label: &str, slower: &str, faster: &str) {
+        self.ratios
+            .push((label.to_string(), slower.to_string(), faster.to_string()));
     }
 
     /// A criterion group for slow workloads: 10 samples of one iteration each.
@@ -154,6 +163,15 @@ impl Report {
                 r.elements
                     .map_or("-".into(), |n| format!("{:.3}", r.median_s * 1e9 / n)),
             );
+        }
+        for (label, slower, faster) in &self.ratios {
+            let median = |n: &str| self.rows.iter().find(|r| r.name == *n).map(|r| r.median_s);
+            if let (Some(a), Some(b)) = (median(slower), median(faster)) {
+                println!(
+                    "{label}: {:.2}x  ({slower} / {faster}, medians of one run)",
+                    a / b
+                );
+            }
         }
         if let Some(dir) = std::env::var_os("MCD_BENCH_OUT") {
             let path = std::path::Path::new(&dir).join(format!("{}.tsv", self.crate_name));

@@ -1,0 +1,902 @@
+//! The UCI regression benchmark (paper Table 1) with the authors' 2018 grid-search protocol.
+//!
+//! Per data set and split: the last 20% of the training rows (unshuffled) are held out; every
+//! (p, tau) of the grid is trained on the first 80% and scored by validation log-likelihood;
+//! the best is retrained on the whole training part and scored on the test part with T passes
+//! (RMSE and log-likelihood in original units, and the standard-dropout RMSE).
+//!
+//! Speed: all grid points of a group of splits train as one [`StackedMlp`] (one batched
+//! forward/backward per step), and the retraining of the group's splits as another.
+//! Resumable: each finished split is written to `<cache>/uci/<protocol key>/<data set>/` at
+//! once, and a rerun of the same protocol reads it instead of training again.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context as _, Result};
+use mcd_datasets::uci::{self, UciDataset, UciName, UciSplit};
+use mcd_datasets::{DataError, DataRoot};
+use mcd_evaluation::regression::{coverage, rmse, ChunkSummary, McStream};
+use mcd_models::mlp::MlpSpec;
+use mcd_models::rng::splitmix64;
+use mcd_models::stacked::{Member, StackedMlp};
+use mcd_report::{errorbar_figure, Column, Table};
+use mcd_trainer::stacked::{train_stacked, StackedData, StackedSpec};
+use mcd_trainer::Optimizer;
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use crate::cache::key_of;
+use crate::config::{Experiment, Regularisation, RunConfig, UciConfig};
+use crate::output::OutputDir;
+use crate::Context;
+
+/// Bumped whenever the protocol's code changes what a split result means.
+const PROTOCOL_VERSION: u32 = 1;
+const PUBLISHED: &str = include_str!("../../data/uci_published.csv");
+
+/// Everything that fixes one data set's per-split results.
+#[derive(Debug, Clone)]
+struct Protocol {
+    spec: MlpSpec,
+    epochs: usize,
+    batch_size: usize,
+    lr: f64,
+    beta1: f64,
+    beta2: f64,
+    length_scale: f64,
+    /// Fixed tau instead of the grid.
+    dropout_rates: Vec<f64>,
+    tau_values: Vec<f64>,
+    validation_samples: usize,
+    test_samples: usize,
+    budget_bytes: usize,
+    seed: u64,
+}
+
+impl Protocol {
+    fn grid(&self) -> Vec<(f64, f64)> {
+        self.dropout_rates
+            .iter()
+            .flat_map(|&p| self.tau_values.iter().map(move |&t| (p, t)))
+            .collect()
+    }
+
+    /// Key of the resume folder: every setting above, the data set and the code version.
+    fn key(&self, name: UciName) -> String {
+        key_of(&format!("uci v{PROTOCOL_VERSION} {name} {self:?}"))
+    }
+
+    /// The authors' weight decay `l^2 (1 - p) / (2 N tau)`.
+    fn weight_decay(&self, p: f64, tau: f64, n: usize) -> f64 {
+        self.length_scale * self.length_scale * (1.0 - p) / (2.0 * n as f64 * tau)
+    }
+
+    /// Seed of one net: a function of the run seed, data set, split, phase and grid point only.
+    fn member_seed(&self, name: UciName, split: usize, phase: u64, point: usize) -> u64 {
+        let mut h = splitmix64(self.seed ^ 0x0C1_5EED);
+        for v in [name as u64, split as u64, phase, point as u64] {
+            h = splitmix64(h ^ v);
+        }
+        h
+    }
+}
+
+/// One grid point's validation score.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct GridPoint {
+    p: f64,
+    tau: f64,
+    validation_ll: f64,
+}
+
+/// What one split gave; written as JSON as soon as it is finished.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct SplitResult {
+    dataset: String,
+    split: usize,
+    p: f64,
+    tau: f64,
+    grid: Vec<GridPoint>,
+    test_rmse: f64,
+    test_ll: f64,
+    standard_rmse: f64,
+    /// Fraction of test targets within +-1.96 predictive sd.
+    coverage_95: f64,
+    epochs: usize,
+    /// Wall time of the split's share of its group (grid search, retraining and test).
+    seconds: f64,
+    /// Test rows (data-file row indices), targets, predictive means and sds, original units.
+    rows: Vec<usize>,
+    y: Vec<f64>,
+    mean: Vec<f64>,
+    sd: Vec<f64>,
+}
+
+/// Runs the study into `out`.
+pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
+    for run in &exp.runs {
+        let prefix = if exp.runs.len() > 1 {
+            format!("{}_", run.name)
+        } else {
+            String::new()
+        };
+        run_one(run, &prefix, ctx, out)?;
+    }
+    Ok(())
+}
+
+fn run_one(run: &RunConfig, prefix: &str, ctx: &Context, out: &OutputDir) -> Result<()> {
+    let cfg = run
+        .uci
+        .as_ref()
+        .context("internal: a uci run without its checked `uci:` section")?;
+    if ctx.device != Device::Cpu {
+        bail!(
+            "the uci study runs on the CPU only (its nets are small; got --device {:?})",
+            ctx.device
+        );
+    }
+    let root = DataRoot::open(&run.data_dir)
+        .with_context(|| format!("opening the data folder {}", run.data_dir.display()))?;
+    let started = Instant::now();
+    let mut summaries = Vec::new();
+    for &name in &cfg.datasets {
+        let ds = match uci::load(&root, name) {
+            Ok(ds) => ds,
+            Err(DataError::Missing { path, msg }) if name == UciName::YearPredictionMsd => {
+                out.log(&format!(
+                    "skipping {name}: no data at {} ({msg})",
+                    path.display()
+                ));
+                summaries.push(Summary::skipped(name, "not vendored (no data file)"));
+                continue;
+            }
+            Err(e) => return Err(e).with_context(|| format!("loading UCI data set {name}")),
+        };
+        let proto = protocol(run, cfg, &ds)?;
+        let results = run_dataset(&ds, &proto, cfg, ctx, out)?;
+        summaries.push(Summary::of(name, &results));
+        write_predictions(out, prefix, name, &results)?;
+    }
+    out.log(&format!(
+        "UCI benchmark finished in {:.1} min",
+        started.elapsed().as_secs_f64() / 60.0
+    ));
+    write_tables(out, prefix, &summaries)
+}
+
+/// The protocol for one data set: the config's settings plus the data set's own grid, width
+/// and epochs.
+fn protocol(run: &RunConfig, cfg: &UciConfig, ds: &UciDataset) -> Result<Protocol> {
+    let (beta1, beta2) = match run.trainer.optimizer {
+        Optimizer::Adam { beta1, beta2 } => (beta1, beta2),
+        Optimizer::Sgd { .. } => bail!("internal: the uci config check admits only adam"),
+    };
+    let (length_scale, fixed_tau) = match run.regularisation {
+        Regularisation::TauGrid { length_scale } => (length_scale, None),
+        Regularisation::Tau { tau, length_scale } => (length_scale, Some(tau)),
+        other => bail!("internal: the uci config check admits no {other:?}"),
+    };
+    let hidden = if run.model.hidden.is_empty() {
+        vec![ds.n_hidden]
+    } else {
+        run.model.hidden.clone()
+    };
+    let epochs = ((ds.n_epochs as f64 * cfg.epoch_multiplier).round() as usize).max(1);
+    Ok(Protocol {
+        spec: MlpSpec {
+            input_dim: ds.n_features,
+            hidden,
+            output_dim: 1,
+            activation: run.model.activation,
+            dropout: 0.0,
+            input_dropout: 0.0,
+            init: run.model.init,
+        },
+        epochs,
+        batch_size: run.trainer.batch_size.unwrap_or(usize::MAX),
+        lr: run.trainer.lr,
+        beta1,
+        beta2,
+        length_scale,
+        dropout_rates: cfg
+            .dropout_rates
+            .clone()
+            .unwrap_or_else(|| ds.dropout_rates.clone()),
+        tau_values: fixed_tau
+            .map(|t| vec![t])
+            .or_else(|| cfg.tau_values.clone())
+            .unwrap_or_else(|| ds.tau_values.clone()),
+        validation_samples: cfg.validation_samples,
+        test_samples: run.predict.samples,
+        budget_bytes: run.predict.memory_budget_bytes,
+        seed: run.seed,
+    })
+}
+
+/// Every requested split of one data set: finished ones from the resume folder, the rest
+/// trained group by group and saved as they finish.
+fn run_dataset(
+    ds: &UciDataset,
+    proto: &Protocol,
+    cfg: &UciConfig,
+    ctx: &Context,
+    out: &OutputDir,
+) -> Result<Vec<SplitResult>> {
+    let n_splits = cfg.splits.unwrap_or(usize::MAX).min(ds.splits.len());
+    let dir = ctx
+        .cache_dir
+        .join("uci")
+        .join(proto.key(ds.name))
+        .join(ds.name.dir_name());
+    let mut done = BTreeMap::new();
+    let mut todo = Vec::new();
+    for k in 0..n_splits {
+        match (!ctx.retrain).then(|| read_split(&dir, k)).flatten() {
+            Some(r) => {
+                done.insert(k, r);
+            }
+            None => todo.push(k),
+        }
+    }
+    out.log(&format!(
+        "{}: {} splits ({} already done in {}), grid {} x {} (p x tau), {} epochs, {} hidden",
+        ds.name,
+        n_splits,
+        done.len(),
+        dir.display(),
+        proto.dropout_rates.len(),
+        proto.tau_values.len(),
+        proto.epochs,
+        proto.spec.hidden[0],
+    ));
+    for group in todo.chunks(cfg.splits_per_stack) {
+        for r in run_group(ds, group, proto, ctx, out)? {
+            write_split(&dir, &r)?;
+            out.log(&format!(
+                "{} split {:2}: p {} tau {} | test RMSE {:.4} LL {:.4} | standard RMSE {:.4} | {:.1} s",
+                r.dataset, r.split, r.p, r.tau, r.test_rmse, r.test_ll, r.standard_rmse, r.seconds
+            ));
+            done.insert(r.split, r);
+        }
+    }
+    Ok(done.into_values().collect())
+}
+
+fn split_path(dir: &Path, k: usize) -> PathBuf {
+    dir.join(format!("split_{k:02}.json"))
+}
+
+/// A finished split, or None when absent or unreadable (then it is recomputed).
+fn read_split(dir: &Path, k: usize) -> Option<SplitResult> {
+    let text = std::fs::read_to_string(split_path(dir, k)).ok()?;
+    serde_json::from_str::<SplitResult>(&text)
+        .ok()
+        .filter(|r| r.split == k)
+}
+
+/// Written to a temporary name and renamed, so an interrupted run never leaves half a file.
+fn write_split(dir: &Path, r: &SplitResult) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = split_path(dir, r.split);
+    let tmp = path.with_extension(format!("json.tmp-{}", std::process::id()));
+    let text = serde_json::to_string(r).context("serialising a split result")?;
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("moving {} into place", path.display()))
+}
+
+/// Grid search, retraining and test of a group of splits.
+fn run_group(
+    ds: &UciDataset,
+    splits: &[usize],
+    proto: &Protocol,
+    ctx: &Context,
+    out: &OutputDir,
+) -> Result<Vec<SplitResult>> {
+    let started = Instant::now();
+    let grid = proto.grid();
+    let label = |what: &str| {
+        format!(
+            "{} splits {}-{} {what}",
+            ds.name,
+            splits[0],
+            splits[splits.len() - 1]
+        )
+    };
+
+    // Grid search on the 80/20 validation splits.
+    let val: Vec<UciSplit> = splits
+        .iter()
+        .map(|&k| ds.split(k, true))
+        .collect::<Result<_, _>>()?;
+    let mut members = Vec::new();
+    let mut member_set = Vec::new();
+    let mut taus = Vec::new();
+    let mut decays = Vec::new();
+    for (s, &k) in splits.iter().enumerate() {
+        let n = val[s].train_rows.len();
+        for (g, &(p, tau)) in grid.iter().enumerate() {
+            members.push(Member {
+                dropout: p,
+                input_dropout: p,
+                seed: proto.member_seed(ds.name, k, 0, g),
+            });
+            member_set.push(s);
+            taus.push(tau);
+            decays.push(proto.weight_decay(p, tau, n));
+        }
+    }
+    let sets: Vec<&UciSplit> = val.iter().collect();
+    let stack = train(
+        &sets,
+        &members,
+        &member_set,
+        &decays,
+        proto,
+        ctx,
+        &label("grid"),
+    )?;
+    let scores = evaluate(
+        &stack,
+        &sets,
+        &member_set,
+        &taus,
+        proto.validation_samples,
+        proto,
+        ctx.device,
+    )?;
+    let mut best = Vec::with_capacity(splits.len());
+    let mut grids = Vec::with_capacity(splits.len());
+    for s in 0..splits.len() {
+        let points: Vec<GridPoint> = grid
+            .iter()
+            .enumerate()
+            .map(|(g, &(p, tau))| {
+                let ll = scores[s * grid.len() + g]
+                    .0
+                    .log_likelihood()
+                    .map(|l| l.mean);
+                Ok(GridPoint {
+                    p,
+                    tau,
+                    validation_ll: ll?,
+                })
+            })
+            .collect::<Result<_, mcd_evaluation::EvalError>>()?;
+        // The first best on ties; a non-finite score never wins.
+        let g = points
+            .iter()
+            .enumerate()
+            .filter(|(_, pt)| pt.validation_ll.is_finite())
+            .fold(None, |acc: Option<(usize, f64)>, (g, pt)| match acc {
+                Some((_, b)) if b >= pt.validation_ll => acc,
+                _ => Some((g, pt.validation_ll)),
+            })
+            .map(|(g, _)| g)
+            .with_context(|| {
+                format!(
+                    "{} split {}: no grid point has a finite validation log-likelihood",
+                    ds.name, splits[s]
+                )
+            })?;
+        best.push(g);
+        grids.push(points);
+    }
+    drop(stack);
+
+    // Retrain the best of each split on its whole training part; test.
+    let full: Vec<UciSplit> = splits
+        .iter()
+        .map(|&k| ds.split(k, false))
+        .collect::<Result<_, _>>()?;
+    let members: Vec<Member> = splits
+        .iter()
+        .zip(&best)
+        .map(|(&k, &g)| Member {
+            dropout: grid[g].0,
+            input_dropout: grid[g].0,
+            seed: proto.member_seed(ds.name, k, 1, g),
+        })
+        .collect();
+    let member_set: Vec<usize> = (0..splits.len()).collect();
+    let taus: Vec<f64> = best.iter().map(|&g| grid[g].1).collect();
+    let decays: Vec<f64> = best
+        .iter()
+        .zip(&full)
+        .map(|(&g, sp)| proto.weight_decay(grid[g].0, grid[g].1, sp.train_rows.len()))
+        .collect();
+    let sets: Vec<&UciSplit> = full.iter().collect();
+    let stack = train(
+        &sets,
+        &members,
+        &member_set,
+        &decays,
+        proto,
+        ctx,
+        &label("retrain"),
+    )?;
+    let tested = evaluate(
+        &stack,
+        &sets,
+        &member_set,
+        &taus,
+        proto.test_samples,
+        proto,
+        ctx.device,
+    )?;
+    let seconds = started.elapsed().as_secs_f64() / splits.len() as f64;
+    out.log(&format!(
+        "{}: {} x {} nets trained and tested in {:.1} s",
+        label("done"),
+        splits.len(),
+        grid.len() + 1,
+        seconds * splits.len() as f64
+    ));
+
+    splits
+        .iter()
+        .enumerate()
+        .zip(tested)
+        .map(|((s, &k), (stream, standard))| {
+            let pred = stream.predictive()?;
+            let sd = pred.sd();
+            Ok(SplitResult {
+                dataset: ds.name.dir_name().to_string(),
+                split: k,
+                p: grid[best[s]].0,
+                tau: grid[best[s]].1,
+                grid: grids[s].clone(),
+                test_rmse: stream.rmse()?,
+                test_ll: stream.log_likelihood()?.mean,
+                standard_rmse: rmse(&standard, stream.targets())?,
+                coverage_95: coverage(&pred.mean, &sd, stream.targets(), 1.96)?,
+                epochs: proto.epochs,
+                seconds,
+                rows: full[s].test_rows.clone(),
+                y: stream.targets().to_vec(),
+                mean: pred.mean,
+                sd,
+            })
+        })
+        .collect::<Result<_, mcd_evaluation::EvalError>>()
+        .map_err(Into::into)
+}
+
+/// Trains one stack: member m on `sets[member_set[m]]`'s training part.
+fn train(
+    sets: &[&UciSplit],
+    members: &[Member],
+    member_set: &[usize],
+    decays: &[f64],
+    proto: &Protocol,
+    ctx: &Context,
+    label: &str,
+) -> Result<StackedMlp> {
+    let stack = StackedMlp::new(&proto.spec, members);
+    let dev = |t: &Tensor| t.to_device(ctx.device);
+    let xs: Vec<Tensor> = sets.iter().map(|s| dev(&s.x_train)).collect();
+    let ys: Vec<Tensor> = sets.iter().map(|s| dev(&s.y_train)).collect();
+    let data = StackedData::new(&xs, &ys, member_set.to_vec())?;
+    let spec = StackedSpec {
+        epochs: proto.epochs,
+        batch_size: proto.batch_size,
+        lr: proto.lr,
+        beta1: proto.beta1,
+        beta2: proto.beta2,
+        eps: 1e-8,
+        weight_decay: decays.to_vec(),
+        shuffle_seeds: members
+            .iter()
+            .map(|m| splitmix64(m.seed ^ 0x5_4FF1E))
+            .collect(),
+        log_every: 200,
+    };
+    let mut sink = ctx
+        .display
+        .sink(&format!("{label} ({} nets)", members.len()));
+    train_stacked(&stack, &data, &spec, sink.as_mut())
+        .with_context(|| format!("training {label}"))?;
+    Ok(stack)
+}
+
+/// MC evaluation of every member on its set's test part: a stream of T passes (original units,
+/// the member's tau) and the standard-dropout predictions (original units).
+fn evaluate(
+    stack: &StackedMlp,
+    sets: &[&UciSplit],
+    member_set: &[usize],
+    taus: &[f64],
+    passes: usize,
+    proto: &Protocol,
+    device: Device,
+) -> Result<Vec<(McStream, Vec<f64>)>> {
+    let m = member_set.len() as i64;
+    let x = Tensor::stack(
+        &member_set
+            .iter()
+            .map(|&s| sets[s].x_test.shallow_clone())
+            .collect::<Vec<_>>(),
+        0,
+    )
+    .to_device(device);
+    let n = x.size()[1];
+    let per_member = |f: &dyn Fn(&UciSplit) -> f64| {
+        Tensor::from_slice(&member_set.iter().map(|&s| f(sets[s])).collect::<Vec<f64>>())
+            .to_device(device)
+            .view([m, 1, 1, 1])
+    };
+    let (y_std, y_mean) = (per_member(&|s| s.y_std), per_member(&|s| s.y_mean));
+    let tau = Tensor::from_slice(taus)
+        .to_device(device)
+        .view([m, 1, 1, 1]);
+    let targets: Vec<Vec<f64>> = member_set
+        .iter()
+        .map(|&s| {
+            let y = Vec::<f32>::try_from(sets[s].y_test.view([-1])).unwrap_or_default();
+            y.iter()
+                .map(|&v| f64::from(v) * sets[s].y_std + sets[s].y_mean)
+                .collect()
+        })
+        .collect();
+    let y_t = Tensor::stack(
+        &targets
+            .iter()
+            .map(|y| Tensor::from_slice(y))
+            .collect::<Vec<_>>(),
+        0,
+    )
+    .to_device(device)
+    .view([m, 1, n, 1]);
+    let mut streams = targets
+        .iter()
+        .zip(taus)
+        .map(|(y, &t)| McStream::new(y.clone(), t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let to_vec = |t: Tensor| -> Result<Vec<f64>> {
+        Ok(Vec::<f64>::try_from(
+            t.to_device(Device::Cpu).contiguous().view([-1]),
+        )?)
+    };
+    stack.mc_chunks(&x, passes, proto.budget_bytes, |out| -> Result<()> {
+        let o = out.to_kind(Kind::Double) * &y_std + &y_mean; // [M, tc, n, 1]
+        let tc = o.size()[1] as usize;
+        let mean = o.mean_dim(1, true, Kind::Double);
+        let m2 = (&o - &mean)
+            .square()
+            .sum_dim_intlist(1, false, Kind::Double);
+        let lse = ((&y_t - &o).square() * (&tau * -0.5)).logsumexp(1, false);
+        let (mean, m2, lse) = (to_vec(mean)?, to_vec(m2)?, to_vec(lse)?);
+        let n = n as usize;
+        for (i, s) in streams.iter_mut().enumerate() {
+            let r = i * n..(i + 1) * n;
+            s.merge(ChunkSummary {
+                passes: tc,
+                mean: &mean[r.clone()],
+                m2: &m2[r.clone()],
+                lse: &lse[r],
+            })?;
+        }
+        Ok(())
+    })?;
+    let standard = tch::no_grad(|| stack.forward_t(&x, false)).to_kind(Kind::Double)
+        * y_std.view([m, 1, 1])
+        + y_mean.view([m, 1, 1]);
+    let standard = to_vec(standard)?;
+    let n = n as usize;
+    Ok(streams
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| (s, standard[i * n..(i + 1) * n].to_vec()))
+        .collect())
+}
+
+/// Mean and standard error (sample sd / sqrt(n); NaN for one value).
+fn mean_se(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    if v.len() < 2 {
+        return (mean, f64::NAN);
+    }
+    let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0);
+    (mean, (var / n).sqrt())
+}
+
+/// One data set's row of the table.
+#[derive(Debug, Clone)]
+struct Summary {
+    name: UciName,
+    splits: usize,
+    rmse: (f64, f64),
+    ll: (f64, f64),
+    standard_rmse: (f64, f64),
+    coverage_95: f64,
+    /// Most often chosen (p, tau) and how often.
+    mode: String,
+    seconds_per_split: f64,
+    note: String,
+}
+
+impl Summary {
+    fn of(name: UciName, r: &[SplitResult]) -> Self {
+        let col = |f: fn(&SplitResult) -> f64| mean_se(&r.iter().map(f).collect::<Vec<_>>());
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for s in r {
+            *counts
+                .entry(format!("p {} tau {}", s.p, s.tau))
+                .or_default() += 1;
+        }
+        let mode = counts
+            .iter()
+            .max_by_key(|(_, &c)| c)
+            .map(|(k, c)| format!("{k} ({c}/{})", r.len()))
+            .unwrap_or_default();
+        Self {
+            name,
+            splits: r.len(),
+            rmse: col(|s| s.test_rmse),
+            ll: col(|s| s.test_ll),
+            standard_rmse: col(|s| s.standard_rmse),
+            coverage_95: col(|s| s.coverage_95).0,
+            mode,
+            seconds_per_split: col(|s| s.seconds).0,
+            note: String::new(),
+        }
+    }
+
+    fn skipped(name: UciName, why: &str) -> Self {
+        Self {
+            name,
+            splits: 0,
+            rmse: (f64::NAN, f64::NAN),
+            ll: (f64::NAN, f64::NAN),
+            standard_rmse: (f64::NAN, f64::NAN),
+            coverage_95: f64::NAN,
+            mode: String::new(),
+            seconds_per_split: f64::NAN,
+            note: format!("skipped: {why}"),
+        }
+    }
+}
+
+/// Published numbers of one data set (NaN where not published).
+#[derive(Debug, Clone, Copy)]
+struct Published {
+    rmse_2018: (f64, f64),
+    ll_2018: (f64, f64),
+    rmse_2016: f64,
+    ll_2016: f64,
+}
+
+fn published() -> Result<BTreeMap<String, Published>> {
+    let mut out = BTreeMap::new();
+    let mut lines = PUBLISHED
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.starts_with('#') && !l.trim().is_empty());
+    lines.next(); // header
+    for (i, line) in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        let num = |j: usize| -> Result<f64> {
+            let s = f.get(j).copied().unwrap_or("").trim();
+            if s.is_empty() {
+                return Ok(f64::NAN);
+            }
+            s.parse().with_context(|| {
+                format!(
+                    "experiments/data/uci_published.csv line {}: field {} `{s}` is not a number",
+                    i + 1,
+                    j + 1
+                )
+            })
+        };
+        out.insert(
+            f[0].to_string(),
+            Published {
+                rmse_2018: (num(1)?, num(2)?),
+                ll_2018: (num(3)?, num(4)?),
+                rmse_2016: num(5)?,
+                ll_2016: num(6)?,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Whether `ours` lies within one of our standard errors of the published mean (rounded to two
+/// decimals, so half a unit of the last digit is allowed too).
+fn within_one_se(ours: (f64, f64), published: f64) -> &'static str {
+    if !(ours.0.is_finite() && published.is_finite()) {
+        return "";
+    }
+    let slack = if ours.1.is_finite() { ours.1 } else { 0.0 } + 0.005;
+    if (ours.0 - published).abs() <= slack {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+fn write_tables(out: &OutputDir, prefix: &str, rows: &[Summary]) -> Result<()> {
+    let pubs = published()?;
+    let nan = Published {
+        rmse_2018: (f64::NAN, f64::NAN),
+        ll_2018: (f64::NAN, f64::NAN),
+        rmse_2016: f64::NAN,
+        ll_2016: f64::NAN,
+    };
+    let p: Vec<Published> = rows
+        .iter()
+        .map(|r| pubs.get(r.name.dir_name()).copied().unwrap_or(nan))
+        .collect();
+    let f = |g: &dyn Fn(usize) -> f64| (0..rows.len()).map(g).collect::<Vec<f64>>();
+    let table = Table::from_columns(
+        "UCI test RMSE and log-likelihood (mean and standard error over splits) next to the published MC dropout numbers",
+        vec![
+            Column::str("dataset", rows.iter().map(|r| r.name.dir_name()).collect()),
+            Column::i64("splits", rows.iter().map(|r| r.splits as i64).collect()),
+            Column::f64("rmse", f(&|i| rows[i].rmse.0)),
+            Column::f64("rmse_se", f(&|i| rows[i].rmse.1)),
+            Column::f64("rmse_2018", f(&|i| p[i].rmse_2018.0)),
+            Column::f64("rmse_2018_se", f(&|i| p[i].rmse_2018.1)),
+            Column::f64("rmse_2016", f(&|i| p[i].rmse_2016)),
+            Column::f64("ll", f(&|i| rows[i].ll.0)),
+            Column::f64("ll_se", f(&|i| rows[i].ll.1)),
+            Column::f64("ll_2018", f(&|i| p[i].ll_2018.0)),
+            Column::f64("ll_2018_se", f(&|i| p[i].ll_2018.1)),
+            Column::f64("ll_2016", f(&|i| p[i].ll_2016)),
+            Column::str("rmse_within_1se_of_2018", rows.iter().zip(&p).map(|(r, p)| within_one_se(r.rmse, p.rmse_2018.0)).collect()),
+            Column::str("ll_within_1se_of_2018", rows.iter().zip(&p).map(|(r, p)| within_one_se(r.ll, p.ll_2018.0)).collect()),
+            Column::f64("standard_dropout_rmse", f(&|i| rows[i].standard_rmse.0)),
+            Column::f64("standard_dropout_rmse_se", f(&|i| rows[i].standard_rmse.1)),
+            Column::f64("coverage_95", f(&|i| rows[i].coverage_95)),
+            Column::str("most_chosen", rows.iter().map(|r| r.mode.clone()).collect()),
+            Column::f64("seconds_per_split", f(&|i| rows[i].seconds_per_split)),
+            Column::str("note", rows.iter().map(|r| r.note.clone()).collect()),
+        ],
+    )?;
+    let tables = out.subdir("tables")?;
+    table.write_all(&tables, &format!("{prefix}table1"))?;
+    out.log(&format!("\n{}", table.to_markdown()));
+
+    // Figures: only data sets with results.
+    let have: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].splits > 0).collect();
+    if have.is_empty() {
+        return Ok(());
+    }
+    let figures = out.subdir("figures")?;
+    let labels: Vec<String> = have
+        .iter()
+        .map(|&i| rows[i].name.dir_name().to_string())
+        .collect();
+    let pick = |g: &dyn Fn(usize) -> f64| have.iter().map(|&i| g(i)).collect::<Vec<f64>>();
+    errorbar_figure(
+        "UCI test log-likelihood (mean +- 1 standard error over splits)",
+        "test log-likelihood (nats)",
+        &labels,
+        &[
+            (
+                "this run".to_string(),
+                pick(&|i| rows[i].ll.0),
+                pick(&|i| rows[i].ll.1),
+            ),
+            (
+                "Gal 2018".to_string(),
+                pick(&|i| p[i].ll_2018.0),
+                pick(&|i| p[i].ll_2018.1),
+            ),
+            (
+                "paper 2016".to_string(),
+                pick(&|i| p[i].ll_2016),
+                pick(&|_| f64::NAN),
+            ),
+        ],
+        &figures.join(format!("{prefix}ll")),
+    )?;
+    // RMSE scales differ by three orders of magnitude between data sets: drawn relative to
+    // Gal's 2018 value (data sets whose published RMSE rounds to 0 are left out).
+    let rel: Vec<usize> = (0..have.len())
+        .filter(|&j| p[have[j]].rmse_2018.0 > 0.0)
+        .collect();
+    if !rel.is_empty() {
+        let labels: Vec<String> = rel.iter().map(|&j| labels[j].clone()).collect();
+        let ratio = |g: &dyn Fn(usize) -> f64| {
+            rel.iter()
+                .map(|&j| g(have[j]) / p[have[j]].rmse_2018.0)
+                .collect::<Vec<f64>>()
+        };
+        errorbar_figure(
+            "UCI test RMSE relative to Gal 2018 (1 = published; +- 1 standard error)",
+            "RMSE / published 2018 RMSE",
+            &labels,
+            &[
+                (
+                    "MC dropout, this run".to_string(),
+                    ratio(&|i| rows[i].rmse.0),
+                    ratio(&|i| rows[i].rmse.1),
+                ),
+                (
+                    "standard dropout, this run".to_string(),
+                    ratio(&|i| rows[i].standard_rmse.0),
+                    ratio(&|i| rows[i].standard_rmse.1),
+                ),
+                (
+                    "Gal 2018".to_string(),
+                    ratio(&|i| p[i].rmse_2018.0),
+                    ratio(&|i| p[i].rmse_2018.1),
+                ),
+                (
+                    "paper 2016".to_string(),
+                    ratio(&|i| p[i].rmse_2016),
+                    ratio(&|_| f64::NAN),
+                ),
+            ],
+            &figures.join(format!("{prefix}rmse_relative")),
+        )?;
+    }
+    Ok(())
+}
+
+/// Per-example test predictions of every split (the uncertainties, saved to disk).
+fn write_predictions(
+    out: &OutputDir,
+    prefix: &str,
+    name: UciName,
+    r: &[SplitResult],
+) -> Result<()> {
+    if r.is_empty() {
+        return Ok(());
+    }
+    let cat = |f: &dyn Fn(&SplitResult) -> Vec<f64>| r.iter().flat_map(f).collect::<Vec<f64>>();
+    let table = Table::from_columns(
+        format!("{name}: per-example MC-dropout test predictions (original units)"),
+        vec![
+            Column::i64(
+                "split",
+                r.iter()
+                    .flat_map(|s| s.rows.iter().map(|_| s.split as i64))
+                    .collect(),
+            ),
+            Column::i64(
+                "row",
+                r.iter()
+                    .flat_map(|s| s.rows.iter().map(|&k| k as i64))
+                    .collect(),
+            ),
+            Column::f64("y", cat(&|s| s.y.clone())),
+            Column::f64("mean", cat(&|s| s.mean.clone())),
+            Column::f64("sd", cat(&|s| s.sd.clone())),
+        ],
+    )?;
+    let dir = out.subdir("predictions")?;
+    table.write_parquet(dir.join(format!("{prefix}{}.parquet", name.dir_name())))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_error_and_one_se_rule() {
+        let (m, se) = mean_se(&[1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(m, 2.5);
+        // sample sd sqrt(5/3), over sqrt(4)
+        assert!((se - (5.0f64 / 3.0).sqrt() / 2.0).abs() < 1e-12);
+        assert_eq!(within_one_se((2.95, 0.1), 2.90), "yes");
+        assert_eq!(within_one_se((3.2, 0.1), 2.90), "no");
+        assert_eq!(within_one_se((f64::NAN, 0.1), 2.90), "");
+    }
+
+    #[test]
+    fn published_numbers_parse_and_cover_every_data_set() {
+        let p = published().unwrap();
+        for name in UciName::ALL {
+            assert!(p.contains_key(name.dir_name()), "{name}");
+        }
+        let b = p["bostonHousing"];
+        assert_eq!((b.rmse_2018, b.ll_2018), ((2.90, 0.18), (-2.40, 0.04)));
+        assert_eq!(p["yacht"].rmse_2016, 1.11);
+    }
+}
