@@ -48,8 +48,10 @@ impl StackedDropout {
         }
     }
 
-    /// `xs` is `[M, rows, width]`; identity when `train` is false or nobody drops.
-    fn forward(&self, xs: &Tensor, train: bool) -> Tensor {
+    /// `xs` is `[M, rows, width]`; identity when `train` is false or nobody drops. Every
+    /// `rows_per_call` rows of a member draw their mask as one call of its stream (0: all rows
+    /// in one call, as `Dropout::forward` on the member's rows alone).
+    fn forward(&self, xs: &Tensor, train: bool, rows_per_call: usize) -> Tensor {
         if !train || self.members.iter().all(Option::is_none) {
             return xs.shallow_clone();
         }
@@ -63,8 +65,15 @@ impl StackedDropout {
         } else {
             mask_threads()
         };
+        let width = xs.size().last().copied().unwrap_or(1).max(1) as usize;
+        let call_len = match rows_per_call {
+            0 => per.max(1),
+            r => r * width,
+        };
         let fill = |d: &Option<Dropout>, part: &mut [f32], threads: usize| match d {
-            Some(d) => d.fill_next(part, threads),
+            Some(d) => part
+                .chunks_mut(call_len)
+                .for_each(|call| d.fill_next(call, threads)),
             None => part.fill(1.0),
         };
         if threads > 1 && self.members.len() >= threads {
@@ -208,7 +217,12 @@ impl StackedMlp {
 
     /// Forward pass of every member on its own rows; dropout on when `train` is true.
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let mut h = self.input_dropout.forward(xs, train);
+        self.forward_calls(xs, train, 0)
+    }
+
+    /// [`StackedMlp::forward_t`] with one mask call per `rows_per_call` rows (0: one per batch).
+    fn forward_calls(&self, xs: &Tensor, train: bool, rows_per_call: usize) -> Tensor {
+        let mut h = self.input_dropout.forward(xs, train, rows_per_call);
         let last = self.layers.len() - 1;
         for (i, (w, b)) in self.layers.iter().enumerate() {
             h = b.baddbmm(&h, w, 1.0, 1.0);
@@ -216,7 +230,7 @@ impl StackedMlp {
                 break;
             }
             h = self.activation.apply(&h);
-            h = self.hidden_dropout[i].forward(&h, train);
+            h = self.hidden_dropout[i].forward(&h, train, rows_per_call);
         }
         h
     }
@@ -261,6 +275,8 @@ impl StackedMlp {
     /// Runs `passes` stochastic passes of every member over its own `n` inputs (`xs` is
     /// `[M, n, d]`) in chunks of passes whose activations fit in `budget_bytes`, under
     /// `no_grad`; `on_chunk` receives each chunk's outputs as `[M, passes_in_chunk, n, out]`.
+    /// Pass t of member m uses call t (from where the member's streams stand) of each of its
+    /// mask streams, so the passes are the same whatever the budget or the other members.
     pub fn mc_chunks<E>(
         &self,
         xs: &Tensor,
@@ -281,7 +297,8 @@ impl StackedMlp {
                     .unsqueeze(1)
                     .expand([m, tc, n, d], false)
                     .reshape([m, tc * n, d]);
-                let out = self.forward_t(&rep, true);
+                // One mask call per pass, so the passes do not depend on the chunking.
+                let out = self.forward_calls(&rep, true, n as usize);
                 let k = out.size()[2];
                 on_chunk(&out.view([m, tc, n, k]))?;
                 done += tc as usize;

@@ -17,7 +17,9 @@ use std::time::Instant;
 use anyhow::{bail, Context as _, Result};
 use mcd_datasets::uci::{self, UciDataset, UciName, UciSplit};
 use mcd_datasets::{DataError, DataRoot};
-use mcd_evaluation::regression::{coverage, rmse, ChunkSummary, McStream};
+use mcd_evaluation::regression::{
+    coverage, rmse, weight_decay_from_tau, ChunkSummary, DecayConvention, McStream,
+};
 use mcd_models::mlp::MlpSpec;
 use mcd_models::rng::splitmix64;
 use mcd_models::stacked::{Member, StackedMlp};
@@ -33,7 +35,7 @@ use crate::output::OutputDir;
 use crate::Context;
 
 /// Bumped whenever the protocol's code changes what a split result means.
-const PROTOCOL_VERSION: u32 = 1;
+const PROTOCOL_VERSION: u32 = 2;
 const PUBLISHED: &str = include_str!("../../data/uci_published.csv");
 
 /// Everything that fixes one data set's per-split results.
@@ -68,9 +70,16 @@ impl Protocol {
         key_of(&format!("uci v{PROTOCOL_VERSION} {name} {self:?}"))
     }
 
-    /// The authors' weight decay `l^2 (1 - p) / (2 N tau)`.
-    fn weight_decay(&self, p: f64, tau: f64, n: usize) -> f64 {
-        self.length_scale * self.length_scale * (1.0 - p) / (2.0 * n as f64 * tau)
+    /// The authors' weight decay `l^2 (1 - p) / (2 N tau)` (see `mcd_trainer` for why it
+    /// applies unchanged to this project's loss convention).
+    fn weight_decay(&self, p: f64, tau: f64, n: usize) -> Result<f64> {
+        Ok(weight_decay_from_tau(
+            self.length_scale,
+            p,
+            n,
+            tau,
+            DecayConvention::Paper,
+        )?)
     }
 
     /// Seed of one net: a function of the run seed, data set, split, phase and grid point only.
@@ -325,7 +334,7 @@ fn run_group(
             });
             member_set.push(s);
             taus.push(tau);
-            decays.push(proto.weight_decay(p, tau, n));
+            decays.push(proto.weight_decay(p, tau, n)?);
         }
     }
     let sets: Vec<&UciSplit> = val.iter().collect();
@@ -406,7 +415,7 @@ fn run_group(
         .iter()
         .zip(&full)
         .map(|(&g, sp)| proto.weight_decay(grid[g].0, grid[g].1, sp.train_rows.len()))
-        .collect();
+        .collect::<Result<_>>()?;
     let sets: Vec<&UciSplit> = full.iter().collect();
     let stack = train(
         &sets,
@@ -513,6 +522,13 @@ fn evaluate(
     device: Device,
 ) -> Result<Vec<(McStream, Vec<f64>)>> {
     let m = member_set.len() as i64;
+    // Each member's passes start from its own seed, whatever the stack it is in.
+    let seeds: Vec<u64> = stack
+        .members()
+        .iter()
+        .map(|mb| splitmix64(mb.seed ^ 0x0E_7A15))
+        .collect();
+    stack.reseed_masks(&seeds);
     let x = Tensor::stack(
         &member_set
             .iter()
@@ -877,6 +893,48 @@ fn write_predictions(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The weight decay of a grid point is the authors' formula (and tau comes back from it).
+    #[test]
+    fn weight_decay_of_a_grid_point() {
+        use mcd_evaluation::regression::tau_from_weight_decay;
+        let proto = Protocol {
+            spec: MlpSpec {
+                input_dim: 13,
+                hidden: vec![50],
+                output_dim: 1,
+                activation: mcd_models::mlp::Activation::Relu,
+                dropout: 0.0,
+                input_dropout: 0.0,
+                init: mcd_models::mlp::InitScheme::GlorotUniform,
+            },
+            epochs: 1,
+            batch_size: 128,
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            length_scale: 1e-2,
+            dropout_rates: vec![0.005, 0.05],
+            tau_values: vec![0.1, 0.2],
+            validation_samples: 10,
+            test_samples: 10,
+            budget_bytes: 1 << 20,
+            seed: 1,
+        };
+        // Boston, p = 0.05, tau = 0.1, N = 455: 1e-4 * 0.95 / (2 * 455 * 0.1).
+        let wd = proto.weight_decay(0.05, 0.1, 455).unwrap();
+        assert!((wd - 1e-4 * 0.95 / 91.0).abs() < 1e-18, "{wd}");
+        let tau = tau_from_weight_decay(1e-2, 0.05, 455, wd, DecayConvention::Paper).unwrap();
+        assert!((tau - 0.1).abs() < 1e-12);
+        assert_eq!(
+            proto.grid(),
+            [(0.005, 0.1), (0.005, 0.2), (0.05, 0.1), (0.05, 0.2)]
+        );
+        assert!(proto.weight_decay(0.05, 0.0, 455).is_err());
+        // Seeds differ between splits, phases and grid points.
+        let s = |k, ph, g| proto.member_seed(UciName::BostonHousing, k, ph, g);
+        assert!(s(0, 0, 0) != s(1, 0, 0) && s(0, 0, 0) != s(0, 1, 0) && s(0, 0, 0) != s(0, 0, 1));
+    }
 
     #[test]
     fn standard_error_and_one_se_rule() {
