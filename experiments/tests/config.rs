@@ -257,3 +257,56 @@ fn study_and_architecture_must_match() {
         Regularisation::DecayOnly { .. }
     ));
 }
+
+/// `configs/uci_quick.yaml` with the repository's data folder.
+fn uci_text() -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/uci_quick.yaml");
+    std::fs::read_to_string(path).unwrap().replace(
+        "study: uci\n",
+        &format!(
+            "study: uci\ndata:\n  dir: {}\n",
+            common::data_dir().display()
+        ),
+    )
+}
+
+#[test]
+fn uci_config_resolves_and_rejects_what_the_protocol_fixes() {
+    let exp = load_text(&uci_text(), &[]).unwrap();
+    let uci = exp.runs[0].uci.as_ref().unwrap();
+    assert_eq!(uci.splits, Some(3));
+    assert_eq!(uci.datasets.len(), 2);
+    assert!(
+        uci.dropout_rates.is_none(),
+        "the data set's own grid by default"
+    );
+    assert!(matches!(
+        exp.runs[0].regularisation,
+        Regularisation::TauGrid { length_scale } if length_scale == 0.01
+    ));
+    let rejected = |set: &str, key: &str, needle: &str| {
+        let e = err(&uci_text(), &[set]);
+        let msg = e.to_string();
+        assert_eq!(e.key, key, "{msg}");
+        assert!(
+            msg.contains(needle) && msg.contains(set),
+            "`{msg}` should mention `{needle}`"
+        );
+    };
+    rejected("model.dropout=0.1", "model.dropout", "uci.dropout_rates");
+    rejected("trainer.epochs=10", "trainer.epochs", "epoch_multiplier");
+    rejected("trainer.optimizer=sgd", "trainer.optimizer", "adam");
+    rejected("uci.epoch_multiplier=0", "uci.epoch_multiplier", "positive");
+    rejected(
+        "uci.dropout_rates=[0.1, 1.0]",
+        "uci.dropout_rates[1]",
+        "[0, 1)",
+    );
+    rejected(
+        "trainer.weight_decay=0.001",
+        "trainer.weight_decay",
+        "length_scale",
+    );
+    let all = load_text(&uci_text(), &["uci.datasets=all"]).unwrap();
+    assert_eq!(all.runs[0].uci.as_ref().unwrap().datasets.len(), 10);
+}

@@ -296,6 +296,11 @@ fn value_label(v: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
+        // As typed in a --set: [a, b]
+        Value::Sequence(items) => format!(
+            "[{}]",
+            items.iter().map(value_label).collect::<Vec<_>>().join(", ")
+        ),
         other => crate::yaml::to_string(other)
             .unwrap_or_default()
             .trim()
