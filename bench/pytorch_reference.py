@@ -52,6 +52,39 @@ def co2_net():
     return torch.nn.Sequential(*layers)
 
 
+def lenet(all_layers):
+    """Caffe LeNet (conv 20@5, pool, conv 50@5, pool, FC 500 + ReLU, FC 10) with dropout 0.5
+    after FC 500, and after both convolutions too for LeNet-all; Caffe "xavier" init, bias 0."""
+    torch.manual_seed(1)
+    conv1, conv2 = torch.nn.Conv2d(1, 20, 5), torch.nn.Conv2d(20, 50, 5)
+    fc1, fc2 = torch.nn.Linear(800, 500), torch.nn.Linear(500, 10)
+    for layer, fan_in in ((conv1, 25), (conv2, 500), (fc1, 800), (fc2, 500)):
+        bound = (3.0 / fan_in) ** 0.5
+        torch.nn.init.uniform_(layer.weight, -bound, bound)
+        torch.nn.init.zeros_(layer.bias)
+    drop = (lambda: [torch.nn.Dropout(0.5)]) if all_layers else (lambda: [])
+    return torch.nn.Sequential(
+        conv1, *drop(), torch.nn.MaxPool2d(2), conv2, *drop(), torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(), fc1, torch.nn.ReLU(), torch.nn.Dropout(0.5), fc2,
+    )
+
+
+LENET_MACS = 20 * 24 * 24 * 25 + 50 * 8 * 8 * 20 * 25 + 800 * 500 + 500 * 10
+
+
+def mnist_test(n):
+    """The first n MNIST test images (/256, as the Rust loader) and labels from data/."""
+    import gzip
+
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "mnist")
+    with gzip.open(os.path.join(root, "t10k-images-idx3-ubyte.gz")) as f:
+        raw = f.read()[16:16 + n * 784]
+    with gzip.open(os.path.join(root, "t10k-labels-idx1-ubyte.gz")) as f:
+        labels = f.read()[8:8 + n]
+    images = torch.frombuffer(bytearray(raw), dtype=torch.uint8).float().div(256.0)
+    return images.view(n, 1, 28, 28), torch.frombuffer(bytearray(labels), dtype=torch.uint8).long()
+
+
 def measure(fn, samples, warmup_s=0.5):
     """Median seconds per call over `samples` calls, after warming up for `warmup_s`."""
     start = time.perf_counter()
@@ -125,6 +158,28 @@ def workloads(t):
         opt.step()
 
     out.append(("train/adam_step_co2_n272", 3.0 * 2.0 * forward_macs() * N_TRAIN, None, step))
+
+    images, labels = mnist_test(64)
+    train_lenet = lenet(False).train()
+    sgd = torch.optim.SGD(train_lenet.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+    def lenet_step():
+        loss = F.cross_entropy(train_lenet(images), labels)
+        sgd.zero_grad()
+        loss.backward()
+        sgd.step()
+
+    out.append(("train/sgd_step_lenet_b64", 3.0 * 2.0 * LENET_MACS * 64, None, lenet_step))
+
+    mc_images, _ = mnist_test(1000)
+    for label, all_layers in (("lenet", False), ("lenet_all", True)):
+        net_l = lenet(all_layers).train()
+
+        def lenet_loop(net_l=net_l):
+            with torch.no_grad():
+                torch.stack([net_l(mc_images) for _ in range(50)])
+
+        out.append((f"{label}/forward_t_loop_T50", 2.0 * LENET_MACS * 1000 * 50, None, lenet_loop))
     return out
 
 

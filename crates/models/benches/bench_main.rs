@@ -15,6 +15,7 @@ fn main() {
     benchmarks::common::bench_matmul(&mut c, &mut report);
     benchmarks::mc::bench(&mut c, &mut report);
     benchmarks::dropout::bench(&mut c, &mut report);
+    benchmarks::lenet::bench(&mut c, &mut report);
     c.final_summary();
     report.finish();
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode};
+use mcd_models::lenet::{LeNet, LeNetDropout, LeNetSpec};
 use mcd_models::mlp::{Activation, InitScheme, Mlp, MlpSpec};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -31,6 +32,36 @@ pub fn co2_net() -> (nn::VarStore, Mlp) {
     let vs = nn::VarStore::new(Device::Cpu);
     let net = Mlp::new(&vs.root(), &co2_spec(), 1);
     (vs, net)
+}
+
+/// The paper's MNIST LeNet (p = 0.5) with dropout after FC 500 only, or also after the convs.
+pub fn lenet(placement: LeNetDropout) -> (nn::VarStore, LeNet) {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let spec = LeNetSpec {
+        side: 28,
+        classes: 10,
+        dropout: 0.5,
+        placement,
+    };
+    let net = LeNet::new(&vs.root(), &spec, 1);
+    (vs, net)
+}
+
+/// Multiply-adds of LeNet per image: (conv1 + conv2 + FC 500, FC 10). The first part is the
+/// deterministic prefix when dropout follows FC 500 only.
+pub fn lenet_macs() -> (f64, f64) {
+    let conv1 = 20.0 * 24.0 * 24.0 * 25.0;
+    let conv2 = 50.0 * 8.0 * 8.0 * 20.0 * 25.0;
+    let fc1 = 800.0 * 500.0;
+    (conv1 + conv2 + fc1, 500.0 * 10.0)
+}
+
+/// The first `n` MNIST test images and labels from the repository's data folder.
+pub fn mnist_test(n: i64) -> (Tensor, Tensor) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data");
+    let root = mcd_datasets::DataRoot::open(&dir).expect("the repository's data folder");
+    let set = mcd_datasets::mnist::load(&root, mcd_datasets::Split::Test).expect("MNIST test set");
+    (set.images.narrow(0, 0, n), set.labels.narrow(0, 0, n))
 }
 
 /// Multiply-adds of one forward pass of one input through a dense net with these widths.

@@ -1,3 +1,4 @@
 pub mod common;
 pub mod dropout;
+pub mod lenet;
 pub mod mc;

@@ -1,12 +1,14 @@
 //! One Adam step on the CO2 net, full batch (272 points): forward with dropout on, 0.5 * MSE,
-//! backward, update; inline, and through `mcd_trainer::train_regression`.
+//! backward, update; inline, and through `mcd_trainer::train_regression`. One SGD step of the
+//! MNIST LeNet (p = 0.5) on a batch of 64 test images: cross-entropy, momentum 0.9, decay 5e-4.
 
 use criterion::Criterion;
 use mcd_trainer::{train_regression, LrSchedule, Optimizer, Silent, TrainSpec};
 use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
-use super::common::{co2_net, co2_spec, forward_macs, Report};
+use super::common::{co2_net, co2_spec, forward_macs, lenet, lenet_macs, mnist_test, Report};
+use mcd_models::lenet::LeNetDropout;
 
 /// Points in the CO2 training set.
 const N: i64 = 272;
@@ -55,6 +57,26 @@ pub fn bench(c: &mut Criterion, report: &mut Report) {
         seed: 1,
         log_every: STEPS,
     };
+    let (images, labels) = mnist_test(64);
+    let (lenet_vs, net_l) = lenet(LeNetDropout::Fc);
+    let mut sgd = nn::sgd(0.9, 0.0, 5e-4, false)
+        .build(&lenet_vs, 0.01)
+        .expect("SGD builds on a fresh VarStore");
+    let (prefix, head) = lenet_macs();
+    report.bench(
+        &mut g,
+        "train",
+        "sgd_step_lenet_b64",
+        Some(3.0 * 2.0 * (prefix + head) * 64.0),
+        None,
+        || {
+            let loss = net_l
+                .forward_t(&images, true)
+                .cross_entropy_for_logits(&labels);
+            sgd.backward_step(&loss);
+        },
+    );
+
     report.bench(
         &mut g,
         "train",
