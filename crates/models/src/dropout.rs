@@ -10,8 +10,8 @@
 //! drop rate is `threshold / 65536` (within 2^-17 of `p`) and kept elements are scaled by
 //! `1 / (1 - threshold / 65536)`, so the mask's expectation is exactly 1.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
 use tch::{Kind, Tensor};
 
@@ -23,7 +23,7 @@ pub(crate) const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
 
 /// Largest mask kept in the reusable buffer (16 MiB of f32 per layer); bigger ones are
 /// allocated per call so that one huge batch does not pin its memory for the model's lifetime.
-const SCRATCH_MAX_ELEMENTS: usize = 1 << 22;
+pub(crate) const SCRATCH_MAX_ELEMENTS: usize = 1 << 22;
 
 /// Elements per SplitMix64 hash (16 bits each).
 const LANES: usize = 4;
@@ -34,9 +34,36 @@ pub struct Dropout {
     scale: f32,
     seed: u64,
     calls: AtomicU64,
-    /// Mask buffer kept between calls: a fresh large Vec costs a page fault per 4 KiB on first
-    /// touch, more than generating the mask itself.
-    scratch: Mutex<Vec<f32>>,
+}
+
+thread_local! {
+    /// One mask buffer per thread, shared by every dropout layer: a fresh large Vec costs a page
+    /// fault per 4 KiB on first touch, more than generating the mask itself, and one buffer (not
+    /// one per layer) keeps MC prediction's memory at one mask beyond its activations.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Fills `n` mask values with `fill` in this thread's reusable buffer (a fresh one above
+/// [`SCRATCH_MAX_ELEMENTS`]) and copies them into a new tensor.
+pub(crate) fn mask_tensor(n: usize, fill: impl FnOnce(&mut [f32])) -> Tensor {
+    if n > SCRATCH_MAX_ELEMENTS {
+        let mut buf = vec![0f32; n];
+        fill(&mut buf);
+        return Tensor::from_slice(&buf);
+    }
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.resize(n, 0.0);
+            fill(&mut buf[..n]);
+            Tensor::from_slice(&buf[..n])
+        }
+        // Only re-entrancy (a fill that itself builds a mask) could get here: use a fresh one.
+        Err(_) => {
+            let mut buf = vec![0f32; n];
+            fill(&mut buf);
+            Tensor::from_slice(&buf)
+        }
+    })
 }
 
 impl std::fmt::Debug for Dropout {
@@ -59,7 +86,6 @@ impl Dropout {
             scale,
             seed: splitmix64(seed),
             calls: AtomicU64::new(0),
-            scratch: Mutex::new(Vec::new()),
         }
     }
 
@@ -81,17 +107,7 @@ impl Dropout {
         }
         let call = self.calls.fetch_add(1, Ordering::Relaxed);
         let n = xs.numel();
-        let mut mask = if n <= SCRATCH_MAX_ELEMENTS {
-            // A poisoned lock only means another thread panicked mid-fill; the buffer is
-            // overwritten in full below, so its contents do not matter.
-            let mut buf = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
-            buf.resize(n, 0.0);
-            self.fill_with_threads(call, &mut buf, mask_threads());
-            Tensor::from_slice(&buf)
-        } else {
-            Tensor::from_slice(&self.mask(call, n))
-        };
-        mask = mask
+        let mut mask = mask_tensor(n, |buf| self.fill_with_threads(call, buf, mask_threads()))
             .view(xs.size().as_slice())
             .to_device(xs.device())
             .to_kind(xs.kind());

@@ -10,11 +10,9 @@
 //! forward or backward pass reads another member's rows, so a member trained in a stack follows
 //! the same trajectory as trained alone (tested in `mcd-trainer`).
 
-use std::sync::Mutex;
-
 use tch::Tensor;
 
-use crate::dropout::{mask_threads, Dropout, PARALLEL_MIN_ELEMENTS};
+use crate::dropout::{mask_tensor, mask_threads, Dropout, PARALLEL_MIN_ELEMENTS};
 use crate::mlp::{Activation, MlpInit, MlpSpec};
 
 /// One member of a stack: its drop rates and seed (shape and init come from the shared spec).
@@ -33,7 +31,6 @@ pub struct Member {
 struct StackedDropout {
     /// None for a member that does not drop at this position.
     members: Vec<Option<Dropout>>,
-    scratch: Mutex<Vec<f32>>,
 }
 
 impl StackedDropout {
@@ -42,10 +39,7 @@ impl StackedDropout {
             .into_iter()
             .map(|d| d.filter(Dropout::is_active))
             .collect();
-        Self {
-            members,
-            scratch: Mutex::new(Vec::new()),
-        }
+        Self { members }
     }
 
     /// `xs` is `[M, rows, width]`; identity when `train` is false or nobody drops. Every
@@ -57,9 +51,6 @@ impl StackedDropout {
         }
         let n = xs.numel();
         let per = n / self.members.len();
-        // A poisoned lock only means another thread panicked mid-fill; the buffer is rewritten.
-        let mut buf = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
-        buf.resize(n, 0.0);
         let threads = if n < PARALLEL_MIN_ELEMENTS {
             1
         } else {
@@ -76,25 +67,26 @@ impl StackedDropout {
                 .for_each(|call| d.fill_next(call, threads)),
             None => part.fill(1.0),
         };
-        if threads > 1 && self.members.len() >= threads {
-            // Enough members to keep every thread busy with whole members.
-            let group = self.members.len().div_ceil(threads);
-            let all: &mut [f32] = &mut buf[..];
-            rayon::scope(|s| {
-                for (ds, parts) in self.members.chunks(group).zip(all.chunks_mut(group * per)) {
-                    s.spawn(move |_| {
-                        for (d, part) in ds.iter().zip(parts.chunks_mut(per)) {
-                            fill(d, part, 1);
-                        }
-                    });
+        let mask = mask_tensor(n, |buf| {
+            if threads > 1 && self.members.len() >= threads {
+                // Enough members to keep every thread busy with whole members.
+                let group = self.members.len().div_ceil(threads);
+                rayon::scope(|s| {
+                    for (ds, parts) in self.members.chunks(group).zip(buf.chunks_mut(group * per)) {
+                        s.spawn(move |_| {
+                            for (d, part) in ds.iter().zip(parts.chunks_mut(per)) {
+                                fill(d, part, 1);
+                            }
+                        });
+                    }
+                });
+            } else {
+                for (d, part) in self.members.iter().zip(buf.chunks_mut(per)) {
+                    fill(d, part, threads);
                 }
-            });
-        } else {
-            for (d, part) in self.members.iter().zip(buf.chunks_mut(per)) {
-                fill(d, part, threads);
             }
-        }
-        let mask = Tensor::from_slice(&buf[..])
+        });
+        let mask = mask
             .view(xs.size().as_slice())
             .to_device(xs.device())
             .to_kind(xs.kind());
@@ -286,8 +278,9 @@ impl StackedMlp {
     ) -> Result<(), E> {
         let size = xs.size();
         let (m, n, d) = (size[0], size[1], size[2]);
-        // Per pass and member: input + two live activations of the widest layer, f32.
-        let per_pass = (n as usize) * (2 * self.widest_activation() + d as usize) * 4 * m as usize;
+        // Per pass and member: the input plus about four f32 copies of the widest activation
+        // (input, output, mask tensor, mask buffer), as `mc::chunk_plan` counts.
+        let per_pass = (n as usize) * (4 * self.widest_activation() + d as usize) * 4 * m as usize;
         let chunk = (budget_bytes / per_pass.max(1)).clamp(1, passes.max(1));
         let mut done = 0;
         tch::no_grad(|| {

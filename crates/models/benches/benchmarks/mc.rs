@@ -1,5 +1,5 @@
 //! MC prediction on the paper's CO2 net, T = 100 passes over 1000 inputs: `mc_samples` with a
-//! large (capped to 12 MiB on the CPU) and a small (4 MiB) memory budget, all T passes in one forward (uncapped, as `mc_samples` did
+//! large (capped to 16 MiB on the CPU) and a small (4 MiB) memory budget, all T passes in one forward (uncapped, as `mc_samples` did
 //! before its CPU cap), and the plain loop of `forward_t(x, true)` that PyTorch code would write.
 
 use criterion::Criterion;
@@ -30,8 +30,8 @@ pub fn bench(c: &mut Criterion, report: &mut Report) {
     let mut g = Report::group(c, "mc", 20);
     for (label, budget) in [("1GiB", 1usize << 30), ("4MiB", 4 << 20)] {
         let id = format!("mc_samples_{label}_T{t}");
-        // mc_samples caps CPU chunks at 12 MiB, so 1 GiB plans like 12 MiB.
-        let plan = chunk_plan(&net, N, t, budget.min(12 << 20));
+        // mc_samples caps CPU chunks at 16 MiB, so 1 GiB plans like 16 MiB.
+        let plan = chunk_plan(&net, N, t, budget.min(16 << 20));
         println!("mc/{id}: (rows, passes) per forward = {plan:?}");
         let cfg = McConfig {
             samples: t,

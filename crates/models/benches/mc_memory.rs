@@ -1,0 +1,136 @@
+//! Peak memory of MC prediction against its budget (`cargo bench -p mcd-models --bench
+//! mc_memory`; part of `cargo xtask bench`).
+//!
+//! For each budget a fresh child process builds the paper's CO2 net (4 x 1024) and runs
+//! `mc_samples` with T = 100 over 1000 inputs once, while a thread samples the process's
+//! resident set every 200 us; the peak growth over the resident set before the call is the
+//! memory the prediction took. The samples themselves (T x N x 4 bytes) are the result, not
+//! working memory, and are listed apart. With `MCD_BENCH_OUT=DIR` the rows go to
+//! `DIR/mc-memory.tsv`.
+
+use std::io::Write;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use mcd_models::mc::{chunk_plan, mc_samples, McConfig};
+use mcd_models::mlp::{Activation, InitScheme, Mlp, MlpSpec};
+use tch::{nn, Device, Kind, Tensor};
+
+const CHILD: &str = "MCD_MC_MEMORY_BUDGET";
+const N: usize = 1000;
+const T: usize = 100;
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn child(budget: usize) {
+    tch::set_num_threads(2);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let spec = MlpSpec {
+        input_dim: 1,
+        hidden: vec![1024; 4],
+        output_dim: 1,
+        activation: Activation::Relu,
+        dropout: 0.1,
+        input_dropout: 0.0,
+        init: InitScheme::CaffeXavier,
+    };
+    let net = Mlp::new(&vs.root(), &spec, 1);
+    let x = Tensor::linspace(-2.0, 3.5, N as i64, (Kind::Float, Device::Cpu)).view([N as i64, 1]);
+    let cfg = McConfig {
+        samples: T,
+        memory_budget_bytes: budget,
+        seed: 1,
+    };
+    let before = rss_bytes();
+    let peak = AtomicU64::new(before);
+    let done = AtomicBool::new(false);
+    let samples = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_bytes(), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        });
+        let y = mc_samples(&net, &x, &cfg);
+        peak.fetch_max(rss_bytes(), Ordering::Relaxed);
+        done.store(true, Ordering::Relaxed);
+        y
+    });
+    let plan = chunk_plan(&net, N, T, budget.min(16 << 20));
+    println!(
+        "{}\t{}\t{}\t{}\t{}",
+        budget,
+        peak.load(Ordering::Relaxed) - before,
+        samples.numel() * 4,
+        plan.0,
+        plan.1
+    );
+}
+
+fn main() {
+    if let Some(b) = std::env::var(CHILD).ok().and_then(|v| v.parse().ok()) {
+        child(b);
+        return;
+    }
+    // Criterion passes --bench; a filter that is not ours means another bench was asked for.
+    if std::env::args()
+        .skip(1)
+        .any(|a| !a.starts_with("--") && !"mc_memory".contains(&a))
+    {
+        return;
+    }
+    let exe = std::env::current_exe().expect("own path");
+    let mut rows = Vec::new();
+    println!("\nMC prediction memory (CO2 net 4 x 1024, T = {T}, N = {N}; one fresh process per budget):");
+    println!(
+        "{:>12} {:>12} {:>14} {:>12} {:>10} {:>8}",
+        "budget", "effective", "peak growth", "samples", "rows", "passes"
+    );
+    for budget in [1usize << 20, 4 << 20, 16 << 20, 256 << 20] {
+        let out = Command::new(&exe)
+            .env(CHILD, budget.to_string())
+            .output()
+            .expect("child runs");
+        let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let f: Vec<u64> = line.split('\t').filter_map(|v| v.parse().ok()).collect();
+        if f.len() != 5 {
+            eprintln!(
+                "mc_memory: child for budget {budget} failed: {line} {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::process::exit(1);
+        }
+        let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);
+        let effective = budget.min(16 << 20) as u64;
+        println!(
+            "{:>12} {:>12} {:>14} {:>12} {:>10} {:>8}",
+            mib(budget as u64),
+            mib(effective),
+            mib(f[1]),
+            mib(f[2]),
+            f[3],
+            f[4]
+        );
+        rows.push((budget, effective, f[1], f[2]));
+    }
+    if let Some(dir) = std::env::var_os("MCD_BENCH_OUT") {
+        let path = std::path::Path::new(&dir).join("mc-memory.tsv");
+        let mut file = std::fs::File::create(&path).expect("writing mc-memory.tsv");
+        writeln!(
+            file,
+            "budget_bytes\teffective_bytes\tpeak_growth_bytes\tsamples_bytes"
+        )
+        .unwrap();
+        for (b, e, p, s) in rows {
+            writeln!(file, "{b}\t{e}\t{p}\t{s}").unwrap();
+        }
+    }
+}
