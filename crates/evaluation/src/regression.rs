@@ -199,17 +199,21 @@ pub fn log_likelihood(
 pub struct McStream {
     targets: Vec<f64>,
     tau: f64,
-    passes: usize,
+    /// Passes seen per point (chunks may cover a range of the points).
+    passes: Vec<usize>,
     mean: Vec<f64>,
     m2: Vec<f64>,
     lse: Vec<f64>,
 }
 
-/// One chunk's per-point summaries (original units), e.g. reduced on the device.
+/// One chunk's per-point summaries (original units), e.g. reduced on the device, for the
+/// points `offset..offset + mean.len()`.
 #[derive(Debug, Clone, Copy)]
 pub struct ChunkSummary<'a> {
     /// Passes in the chunk.
     pub passes: usize,
+    /// Index of the chunk's first point.
+    pub offset: usize,
     /// Mean over the chunk's passes.
     pub mean: &'a [f64],
     /// Sum over the chunk's passes of (y_t - chunk mean)^2.
@@ -234,7 +238,7 @@ impl McStream {
         Ok(Self {
             targets,
             tau,
-            passes: 0,
+            passes: vec![0; n],
             mean: vec![0.0; n],
             m2: vec![0.0; n],
             lse: vec![f64::NEG_INFINITY; n],
@@ -251,9 +255,9 @@ impl McStream {
         self.tau
     }
 
-    /// Passes seen so far.
+    /// Passes seen so far by every point (the smallest count).
     pub fn passes(&self) -> usize {
-        self.passes
+        self.passes.iter().copied().min().unwrap_or(0)
     }
 
     /// Adds raw passes: `chunk` in the net's units, mapped to original units by `scale`.
@@ -278,6 +282,7 @@ impl McStream {
         }
         self.merge(ChunkSummary {
             passes: t,
+            offset: 0,
             mean: &mean,
             m2: &m2,
             lse: &lse,
@@ -287,30 +292,38 @@ impl McStream {
     /// Adds a chunk already reduced to per-point summaries.
     pub fn merge(&mut self, chunk: ChunkSummary) -> Result<(), EvalError> {
         const OP: &str = "McStream::merge";
-        let n = self.targets.len();
-        same_len(OP, "chunk mean", chunk.mean.len(), "targets", n)?;
-        same_len(OP, "chunk m2", chunk.m2.len(), "targets", n)?;
-        same_len(OP, "chunk lse", chunk.lse.len(), "targets", n)?;
+        let len = chunk.mean.len();
+        same_len(OP, "chunk mean", len, "chunk m2", chunk.m2.len())?;
+        same_len(OP, "chunk mean", len, "chunk lse", chunk.lse.len())?;
+        if chunk.offset + len > self.targets.len() {
+            return Err(EvalError::LengthMismatch {
+                op: OP,
+                left: "chunk offset + length",
+                left_len: chunk.offset + len,
+                right: "targets",
+                right_len: self.targets.len(),
+            });
+        }
         all_finite(OP, "chunk mean", chunk.mean)?;
         all_finite(OP, "chunk m2", chunk.m2)?;
         if chunk.passes == 0 {
             return Ok(());
         }
-        let (na, nb) = (self.passes as f64, chunk.passes as f64);
-        let total = na + nb;
-        for i in 0..n {
-            let delta = chunk.mean[i] - self.mean[i];
+        let nb = chunk.passes as f64;
+        for (j, i) in (chunk.offset..chunk.offset + len).enumerate() {
+            let na = self.passes[i] as f64;
+            let total = na + nb;
+            let delta = chunk.mean[j] - self.mean[i];
             self.mean[i] += delta * nb / total;
-            self.m2[i] += chunk.m2[i] + delta * delta * na * nb / total;
-            let (a, b) = (self.lse[i], chunk.lse[i]);
-            self.lse[i] = logsumexp(&[a, b]);
+            self.m2[i] += chunk.m2[j] + delta * delta * na * nb / total;
+            self.lse[i] = logsumexp(&[self.lse[i], chunk.lse[j]]);
+            self.passes[i] += chunk.passes;
         }
-        self.passes += chunk.passes;
         Ok(())
     }
 
     fn require_passes(&self, op: &'static str) -> Result<(), EvalError> {
-        if self.passes == 0 {
+        if self.passes() == 0 {
             return Err(EvalError::Empty { op, what: "passes" });
         }
         Ok(())
@@ -319,7 +332,12 @@ impl McStream {
     /// Predictive moments (original units) with observation noise 1/tau.
     pub fn predictive(&self) -> Result<Predictive, EvalError> {
         self.require_passes("McStream::predictive")?;
-        let model_var: Vec<f64> = self.m2.iter().map(|m| m / self.passes as f64).collect();
+        let model_var: Vec<f64> = self
+            .m2
+            .iter()
+            .zip(&self.passes)
+            .map(|(m, &t)| m / t as f64)
+            .collect();
         let noise_var = 1.0 / self.tau;
         Ok(Predictive {
             mean: self.mean.clone(),
@@ -333,9 +351,13 @@ impl McStream {
     /// `logsumexp_t(-tau/2 (y - y_t)^2) - ln T - ln(2 pi)/2 + ln(tau)/2`.
     pub fn log_likelihood(&self) -> Result<LogLik, EvalError> {
         self.require_passes("McStream::log_likelihood")?;
-        let constant = -(self.passes as f64).ln() - 0.5 * LN_2PI + 0.5 * self.tau.ln();
+        let constant = -0.5 * LN_2PI + 0.5 * self.tau.ln();
         Ok(LogLik::from_points(
-            self.lse.iter().map(|l| l + constant).collect(),
+            self.lse
+                .iter()
+                .zip(&self.passes)
+                .map(|(l, &t)| l - (t as f64).ln() + constant)
+                .collect(),
         ))
     }
 
@@ -606,7 +628,47 @@ mod tests {
             s.update(&part, a).unwrap();
         }
         assert_eq!(s.passes(), t);
+        // The same passes merged in row ranges (points 0..2 and 2..5 separately) agree too.
+        let mut by_rows = McStream::new(s.targets().to_vec(), tau_orig).unwrap();
+        for (lo, hi) in [(0usize, 2usize), (2, 5)] {
+            let cols: Vec<f32> = (0..t)
+                .flat_map(|p| data[p * n + lo..p * n + hi].to_vec())
+                .collect();
+            let mut part = McStream::new(s.targets()[lo..hi].to_vec(), tau_orig).unwrap();
+            part.update(&SampleMatrix::new(&cols, t, hi - lo).unwrap(), a)
+                .unwrap();
+            let (mean, m2, lse) = (part.mean.clone(), part.m2.clone(), part.lse.clone());
+            by_rows
+                .merge(ChunkSummary {
+                    passes: t,
+                    offset: lo,
+                    mean: &mean,
+                    m2: &m2,
+                    lse: &lse,
+                })
+                .unwrap();
+        }
+        assert!(by_rows.passes() == t);
+        let ll_rows = by_rows.log_likelihood().unwrap();
         let got = s.log_likelihood().unwrap();
+        for i in 0..n {
+            assert!(
+                close(ll_rows.per_point[i], got.per_point[i], 1e-12),
+                "row-range ll {i}"
+            );
+        }
+        let bad = [0.0; 4];
+        let overflow = ChunkSummary {
+            passes: 1,
+            offset: 3,
+            mean: &bad,
+            m2: &bad,
+            lse: &bad,
+        };
+        assert!(
+            by_rows.merge(overflow).is_err(),
+            "points past the end are an error"
+        );
         let sp = s.predictive().unwrap();
         for i in 0..n {
             assert!(close(got.per_point[i], ll.per_point[i], 1e-10), "ll {i}");

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use mcd_models::mc::{chunk_plan, mc_samples, McConfig};
-use mcd_models::mlp::{Activation, InitScheme, Mlp, MlpSpec};
+use mcd_models::mlp::{Mlp, MlpSpec};
 use tch::{nn, Device, Kind, Tensor};
 
 const CHILD: &str = "MCD_MC_MEMORY_BUDGET";
@@ -33,16 +33,7 @@ fn rss_bytes() -> u64 {
 fn child(budget: usize) {
     tch::set_num_threads(2);
     let vs = nn::VarStore::new(Device::Cpu);
-    let spec = MlpSpec {
-        input_dim: 1,
-        hidden: vec![1024; 4],
-        output_dim: 1,
-        activation: Activation::Relu,
-        dropout: 0.1,
-        input_dropout: 0.0,
-        init: InitScheme::CaffeXavier,
-    };
-    let net = Mlp::new(&vs.root(), &spec, 1);
+    let net = Mlp::new(&vs.root(), &MlpSpec::paper_co2(), 1);
     let x = Tensor::linspace(-2.0, 3.5, N as i64, (Kind::Float, Device::Cpu)).view([N as i64, 1]);
     let cfg = McConfig {
         samples: T,

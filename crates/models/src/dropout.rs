@@ -151,11 +151,23 @@ impl Dropout {
 
     /// Writes the mask of call number `call` into `out` using up to `threads` threads.
     fn fill_with_threads(&self, call: u64, out: &mut [f32], threads: usize) {
+        self.fill_range(call, 0, out, threads);
+    }
+
+    /// Writes elements `start..start + out.len()` of call `call`'s mask into `out` (`start` a
+    /// multiple of 4), using up to `threads` threads; the layer's call counter is not touched.
+    /// A slice of a call's mask is exactly that part of the whole mask.
+    pub fn fill_range(&self, call: u64, start: usize, out: &mut [f32], threads: usize) {
+        assert!(
+            start % LANES == 0,
+            "mask ranges start at a multiple of {LANES}"
+        );
         let key = splitmix64(self.seed ^ call.wrapping_mul(0xD6E8_FEB8_6659_FD93));
+        let first = start / LANES;
         let n = out.len();
         let threads = threads.clamp(1, n.div_ceil(PARALLEL_MIN_ELEMENTS).max(1));
         if threads == 1 {
-            self.fill(key, 0, out);
+            self.fill(key, first, out);
             return;
         }
         // Split on multiples of LANES so every hash's four lanes land in one worker.
@@ -163,9 +175,19 @@ impl Dropout {
         // rayon's pool, not fresh threads: spawning an OS thread costs ~100 us here.
         rayon::scope(|s| {
             for (i, part) in out.chunks_mut(per).enumerate() {
-                s.spawn(move |_| self.fill(key, i * per / LANES, part));
+                s.spawn(move |_| self.fill(key, first + i * per / LANES, part));
             }
         });
+    }
+
+    /// The number the next call will get (to address later calls with [`Dropout::fill_range`]).
+    pub fn next_call(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Moves the stream on by `n` calls (after they were drawn with [`Dropout::fill_range`]).
+    pub fn skip_calls(&self, n: u64) {
+        self.calls.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Writes the mask of hash blocks `first_block..` into `out`.
@@ -267,6 +289,22 @@ mod tests {
             );
         }
         assert_eq!(d.mask(9, 13), reference_mask(&d, 9, 13));
+    }
+
+    #[test]
+    fn a_range_of_a_call_is_that_part_of_its_mask() {
+        let d = Dropout::new(0.3, 2);
+        let n = 3 * PARALLEL_MIN_ELEMENTS + 10;
+        let whole = reference_mask(&d, 4, n);
+        for (start, len, threads) in [(0, 9, 1), (8, 1000, 1), (400, 2 * PARALLEL_MIN_ELEMENTS, 2)]
+        {
+            let mut part = vec![0f32; len];
+            d.fill_range(4, start, &mut part, threads);
+            assert!(part == whole[start..start + len], "start {start} len {len}");
+        }
+        let before = d.next_call();
+        d.skip_calls(3);
+        assert_eq!(d.next_call(), before + 3);
     }
 
     #[test]

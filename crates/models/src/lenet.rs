@@ -28,6 +28,18 @@ pub struct LeNetSpec {
     pub placement: LeNetDropout,
 }
 
+impl LeNetSpec {
+    /// LeNet for MNIST (28 x 28 images, 10 classes) with drop rate `dropout` at `placement`.
+    pub fn mnist(dropout: f64, placement: LeNetDropout) -> Self {
+        LeNetSpec {
+            side: 28,
+            classes: 10,
+            dropout,
+            placement,
+        }
+    }
+}
+
 /// The network; weights use Caffe's "xavier" (U[-sqrt(3/fan_in), sqrt(3/fan_in)]), biases 0.
 #[derive(Debug)]
 pub struct LeNet {
@@ -174,12 +186,7 @@ mod tests {
     fn shapes_prefix_equivalence_and_dropout_placement() {
         for placement in [LeNetDropout::Fc, LeNetDropout::All] {
             let vs = nn::VarStore::new(Device::Cpu);
-            let spec = LeNetSpec {
-                side: 28,
-                classes: 10,
-                dropout: 0.5,
-                placement,
-            };
+            let spec = LeNetSpec::mnist(0.5, placement);
             let net = LeNet::new(&vs.root(), &spec, 1);
             let x = Tensor::rand([3, 1, 28, 28], (Kind::Float, Device::Cpu));
             let y = net.forward_t(&x, false);

@@ -188,16 +188,7 @@ mod tests {
         // The paper's CO2 net (widest layer 1024) gets about a thousand rows per forward:
         // 16 MiB / (4 x 1024 x 4 B) = 1024 row-passes.
         let vs = nn::VarStore::new(Device::Cpu);
-        let spec = MlpSpec {
-            input_dim: 1,
-            hidden: vec![1024; 4],
-            output_dim: 1,
-            activation: Activation::Relu,
-            dropout: 0.1,
-            input_dropout: 0.0,
-            init: InitScheme::CaffeXavier,
-        };
-        let co2 = Mlp::new(&vs.root(), &spec, 1);
+        let co2 = Mlp::new(&vs.root(), &MlpSpec::paper_co2(), 1);
         let budget = effective_budget(Device::Cpu, 1 << 30);
         assert_eq!(chunk_plan(&co2, 1000, 100, budget), (1000, 1));
         assert_eq!(chunk_plan(&co2, 100, 100, budget), (100, 10));

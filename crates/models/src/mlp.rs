@@ -103,6 +103,22 @@ pub struct MlpSpec {
     pub init: InitScheme,
 }
 
+impl MlpSpec {
+    /// The paper's CO2 net: 1 -> 4 x 1024 (ReLU, dropout 0.1 after each) -> 1, Caffe "xavier"
+    /// init (the benchmarks' and tests' reference workload).
+    pub fn paper_co2() -> Self {
+        MlpSpec {
+            input_dim: 1,
+            hidden: vec![1024; 4],
+            output_dim: 1,
+            activation: Activation::Relu,
+            dropout: 0.1,
+            input_dropout: 0.0,
+            init: InitScheme::CaffeXavier,
+        }
+    }
+}
+
 /// The network: `[input dropout] -> (Linear -> act -> dropout) x depth -> Linear`.
 #[derive(Debug)]
 pub struct Mlp {

@@ -26,6 +26,26 @@ pub struct Member {
     pub seed: u64,
 }
 
+/// Rows a chunk of MC passes covers (a multiple of 4, so a row range starts a mask range on a
+/// hash boundary). Fixed, so that how the passes are drawn depends on nothing else.
+pub const MC_ROWS: usize = 256;
+
+/// Which mask calls a forward draws.
+#[derive(Debug, Clone, Copy)]
+enum Calls {
+    /// Each member's next call covers all its rows (training; as `Dropout::forward` alone).
+    Next,
+    /// MC passes: the rows are `passes` passes over rows `row0..row0 + rows` of `n_rows`
+    /// inputs; pass `first_pass + j` is call (stream position at the start) + `first_pass + j`
+    /// over all `n_rows`, of which this draws the part of the chunk's rows.
+    Passes {
+        first_pass: u64,
+        passes: usize,
+        row0: usize,
+        rows: usize,
+    },
+}
+
 /// Dropout of one layer position across all members: member m's mask fills its slice.
 #[derive(Debug)]
 struct StackedDropout {
@@ -42,10 +62,17 @@ impl StackedDropout {
         Self { members }
     }
 
-    /// `xs` is `[M, rows, width]`; identity when `train` is false or nobody drops. Every
-    /// `rows_per_call` rows of a member draw their mask as one call of its stream (0: all rows
-    /// in one call, as `Dropout::forward` on the member's rows alone).
-    fn forward(&self, xs: &Tensor, train: bool, rows_per_call: usize) -> Tensor {
+    /// Each member's stream position (None for a member that does not drop here).
+    fn positions(&self) -> Vec<Option<u64>> {
+        self.members
+            .iter()
+            .map(|d| d.as_ref().map(Dropout::next_call))
+            .collect()
+    }
+
+    /// `xs` is `[M, rows, width]`; identity when `train` is false or nobody drops. `start`
+    /// holds the stream positions that `Calls::Passes` counts from.
+    fn forward(&self, xs: &Tensor, train: bool, calls: Calls, start: &[Option<u64>]) -> Tensor {
         if !train || self.members.iter().all(Option::is_none) {
             return xs.shallow_clone();
         }
@@ -57,32 +84,41 @@ impl StackedDropout {
             mask_threads()
         };
         let width = xs.size().last().copied().unwrap_or(1).max(1) as usize;
-        let call_len = match rows_per_call {
-            0 => per.max(1),
-            r => r * width,
+        let fill = |m: usize, part: &mut [f32], threads: usize| match (&self.members[m], calls) {
+            (None, _) => part.fill(1.0),
+            (Some(d), Calls::Next) => d.fill_next(part, threads),
+            (
+                Some(d),
+                Calls::Passes {
+                    first_pass,
+                    passes,
+                    row0,
+                    rows,
+                },
+            ) => {
+                let base = start.get(m).copied().flatten().unwrap_or(0) + first_pass;
+                for (j, pass) in part.chunks_mut(rows * width).take(passes).enumerate() {
+                    d.fill_range(base + j as u64, row0 * width, pass, threads);
+                }
+            }
         };
-        let fill = |d: &Option<Dropout>, part: &mut [f32], threads: usize| match d {
-            Some(d) => part
-                .chunks_mut(call_len)
-                .for_each(|call| d.fill_next(call, threads)),
-            None => part.fill(1.0),
-        };
+        let m_total = self.members.len();
         let mask = mask_tensor(n, |buf| {
-            if threads > 1 && self.members.len() >= threads {
+            if threads > 1 && m_total >= threads {
                 // Enough members to keep every thread busy with whole members.
-                let group = self.members.len().div_ceil(threads);
+                let group = m_total.div_ceil(threads);
                 rayon::scope(|s| {
-                    for (ds, parts) in self.members.chunks(group).zip(buf.chunks_mut(group * per)) {
+                    for (g, parts) in buf.chunks_mut(group * per).enumerate() {
                         s.spawn(move |_| {
-                            for (d, part) in ds.iter().zip(parts.chunks_mut(per)) {
-                                fill(d, part, 1);
+                            for (j, part) in parts.chunks_mut(per).enumerate() {
+                                fill(g * group + j, part, 1);
                             }
                         });
                     }
                 });
             } else {
-                for (d, part) in self.members.iter().zip(buf.chunks_mut(per)) {
-                    fill(d, part, threads);
+                for (m, part) in buf.chunks_mut(per).enumerate() {
+                    fill(m, part, threads);
                 }
             }
         });
@@ -91,6 +127,13 @@ impl StackedDropout {
             .to_device(xs.device())
             .to_kind(xs.kind());
         xs * mask
+    }
+
+    /// Moves every member's stream on by `n` calls.
+    fn skip(&self, n: u64) {
+        for d in self.members.iter().flatten() {
+            d.skip_calls(n);
+        }
     }
 
     fn reseed(&self, seeds: &[u64]) {
@@ -209,12 +252,20 @@ impl StackedMlp {
 
     /// Forward pass of every member on its own rows; dropout on when `train` is true.
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_calls(xs, train, 0)
+        self.forward_calls(xs, train, Calls::Next, &[])
     }
 
-    /// [`StackedMlp::forward_t`] with one mask call per `rows_per_call` rows (0: one per batch).
-    fn forward_calls(&self, xs: &Tensor, train: bool, rows_per_call: usize) -> Tensor {
-        let mut h = self.input_dropout.forward(xs, train, rows_per_call);
+    /// [`StackedMlp::forward_t`] drawing `calls`; `start[l]` are the stream positions of
+    /// dropout layer l (input layer first) that `Calls::Passes` counts from.
+    fn forward_calls(
+        &self,
+        xs: &Tensor,
+        train: bool,
+        calls: Calls,
+        start: &[Vec<Option<u64>>],
+    ) -> Tensor {
+        let at = |l: usize| start.get(l).map_or(&[][..], Vec::as_slice);
+        let mut h = self.input_dropout.forward(xs, train, calls, at(0));
         let last = self.layers.len() - 1;
         for (i, (w, b)) in self.layers.iter().enumerate() {
             h = b.baddbmm(&h, w, 1.0, 1.0);
@@ -222,7 +273,7 @@ impl StackedMlp {
                 break;
             }
             h = self.activation.apply(&h);
-            h = self.hidden_dropout[i].forward(&h, train, rows_per_call);
+            h = self.hidden_dropout[i].forward(&h, train, calls, at(i + 1));
         }
         h
     }
@@ -265,39 +316,59 @@ impl StackedMlp {
     }
 
     /// Runs `passes` stochastic passes of every member over its own `n` inputs (`xs` is
-    /// `[M, n, d]`) in chunks of passes whose activations fit in `budget_bytes`, under
-    /// `no_grad`; `on_chunk` receives each chunk's outputs as `[M, passes_in_chunk, n, out]`.
-    /// Pass t of member m uses call t (from where the member's streams stand) of each of its
-    /// mask streams, so the passes are the same whatever the budget or the other members.
+    /// `[M, n, d]`) under `no_grad`, in chunks of [`MC_ROWS`] inputs and as many passes as fit
+    /// in `budget_bytes`; `on_chunk(first_row, outputs)` receives each chunk's outputs as
+    /// `[M, passes_in_chunk, rows_in_chunk, out]`.
+    ///
+    /// Pass t of member m is call t (counted from where the member's streams stand) of each of
+    /// its mask streams, drawn over all n inputs, so the passes are the same whatever the
+    /// budget, the chunking or the other members; the streams then stand `passes` calls on.
     pub fn mc_chunks<E>(
         &self,
         xs: &Tensor,
         passes: usize,
         budget_bytes: usize,
-        mut on_chunk: impl FnMut(&Tensor) -> Result<(), E>,
+        mut on_chunk: impl FnMut(usize, &Tensor) -> Result<(), E>,
     ) -> Result<(), E> {
         let size = xs.size();
-        let (m, n, d) = (size[0], size[1], size[2]);
-        // Per pass and member: the input plus about four f32 copies of the widest activation
-        // (input, output, mask tensor, mask buffer), as `mc::chunk_plan` counts.
-        let per_pass = (n as usize) * (4 * self.widest_activation() + d as usize) * 4 * m as usize;
-        let chunk = (budget_bytes / per_pass.max(1)).clamp(1, passes.max(1));
-        let mut done = 0;
-        tch::no_grad(|| {
-            while done < passes {
-                let tc = chunk.min(passes - done) as i64;
-                let rep = xs
-                    .unsqueeze(1)
-                    .expand([m, tc, n, d], false)
-                    .reshape([m, tc * n, d]);
-                // One mask call per pass, so the passes do not depend on the chunking.
-                let out = self.forward_calls(&rep, true, n as usize);
-                let k = out.size()[2];
-                on_chunk(&out.view([m, tc, n, k]))?;
-                done += tc as usize;
+        let (m, n, d) = (size[0], size[1] as usize, size[2]);
+        let start: Vec<Vec<Option<u64>>> = std::iter::once(&self.input_dropout)
+            .chain(&self.hidden_dropout)
+            .map(StackedDropout::positions)
+            .collect();
+        // Per pass, member and input: the input plus about four f32 copies of the widest
+        // activation (input, output, mask tensor, mask buffer), as `mc::chunk_plan` counts.
+        let per_row = (4 * self.widest_activation() + d as usize) * 4 * m as usize;
+        let result = tch::no_grad(|| {
+            for row0 in (0..n).step_by(MC_ROWS) {
+                let rows = MC_ROWS.min(n - row0);
+                let x = xs.narrow(1, row0 as i64, rows as i64);
+                let chunk = (budget_bytes / (per_row * rows).max(1)).clamp(1, passes.max(1));
+                let mut done = 0;
+                while done < passes {
+                    let tc = chunk.min(passes - done);
+                    let rep = x
+                        .unsqueeze(1)
+                        .expand([m, tc as i64, rows as i64, d], false)
+                        .reshape([m, (tc * rows) as i64, d]);
+                    let calls = Calls::Passes {
+                        first_pass: done as u64,
+                        passes: tc,
+                        row0,
+                        rows,
+                    };
+                    let out = self.forward_calls(&rep, true, calls, &start);
+                    let k = out.size()[2];
+                    on_chunk(row0, &out.view([m, tc as i64, rows as i64, k]))?;
+                    done += tc;
+                }
             }
             Ok(())
-        })
+        });
+        for l in std::iter::once(&self.input_dropout).chain(&self.hidden_dropout) {
+            l.skip(passes as u64);
+        }
+        result
     }
 
     /// Number of parameters of one member (weights and biases).
@@ -371,29 +442,53 @@ mod tests {
     }
 
     #[test]
-    fn mc_chunks_cover_all_passes_and_reseeding_repeats_them() {
+    fn mc_passes_depend_on_the_seed_only() {
         let ms = members();
         let stack = StackedMlp::new(&spec(), &ms);
-        let x = Tensor::randn([4, 5, 3], (Kind::Float, Device::Cpu));
-        let collect = |budget: usize| {
-            stack.reseed_masks(&[9, 8, 7, 6]);
-            let mut parts = Vec::new();
+        // More inputs than one row chunk, so passes are split over rows as well.
+        let n = MC_ROWS as i64 + 44;
+        let x = Tensor::randn([4, n, 3], (Kind::Float, Device::Cpu));
+        // All passes as [M, T, n, 1], assembled from the chunks, and the number of chunks.
+        let run = |stack: &StackedMlp, x: &Tensor, budget: usize| {
+            let mut by_rows: Vec<Vec<Tensor>> = Vec::new();
             stack
-                .mc_chunks(&x, 10, budget, |c| {
-                    parts.push(c.shallow_clone());
+                .mc_chunks(x, 10, budget, |row0, c| {
+                    if row0 / MC_ROWS == by_rows.len() {
+                        by_rows.push(Vec::new());
+                    }
+                    by_rows[row0 / MC_ROWS].push(c.shallow_clone());
                     Ok::<(), ()>(())
                 })
                 .unwrap();
-            parts
+            let chunks = by_rows.iter().map(Vec::len).sum::<usize>();
+            let rows: Vec<Tensor> = by_rows.iter().map(|p| Tensor::cat(p, 1)).collect();
+            (Tensor::cat(&rows, 2), chunks)
         };
-        let small = collect(1);
-        assert_eq!(small.len(), 10, "a tiny budget gives one pass per chunk");
-        let big = collect(1 << 30);
-        assert_eq!(big.len(), 1);
-        assert_eq!(big[0].size(), [4, 10, 5, 1]);
-        assert!(
-            collect(1 << 30)[0].equal(&big[0]),
-            "reseeding repeats the passes"
+        stack.reseed_masks(&[9, 8, 7, 6]);
+        let (small, chunks) = run(&stack, &x, 1);
+        assert_eq!(
+            chunks, 20,
+            "a tiny budget: one pass per chunk, two row chunks"
         );
+        stack.reseed_masks(&[9, 8, 7, 6]);
+        let (big, chunks) = run(&stack, &x, 1 << 30);
+        assert_eq!(chunks, 2);
+        assert_eq!(big.size(), [4, 10, n, 1]);
+        assert!(
+            small.equal(&big),
+            "the passes do not depend on the chunking"
+        );
+        let (next, _) = run(&stack, &x, 1 << 30);
+        assert!(!next.equal(&big), "the streams move on");
+        // Pass t is the member's call t over all its inputs: a training-path forward of the
+        // same rows, with the streams at the same place, draws the same masks as pass 0.
+        stack.reseed_masks(&[9, 8, 7, 6]);
+        let first = tch::no_grad(|| stack.forward_t(&x, true));
+        assert!(first.allclose(&big.select(1, 0), 1e-6, 1e-6, false));
+        // Nor do they depend on the other members: member 1 alone gives its passes in the stack.
+        let alone = StackedMlp::new(&spec(), &ms[1..2]);
+        alone.reseed_masks(&[8]);
+        let (got, _) = run(&alone, &x.narrow(0, 1, 1), 1 << 30);
+        assert!(got.get(0).allclose(&big.get(1), 1e-6, 1e-6, false));
     }
 }

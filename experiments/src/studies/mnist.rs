@@ -119,12 +119,7 @@ fn run_one(
     );
     let n_train = train.len();
 
-    let spec = LeNetSpec {
-        side: 28,
-        classes: 10,
-        dropout: run.model.dropout,
-        placement,
-    };
+    let spec = LeNetSpec::mnist(run.model.dropout, placement);
     let mut trainer = run.trainer.clone();
     trainer.weight_decay = run.regularisation.resolve(n_train, run.model.dropout)?.0;
     if let Some(epochs) = run.epochs {

@@ -575,20 +575,21 @@ fn evaluate(
             t.to_device(Device::Cpu).contiguous().view([-1]),
         )?)
     };
-    stack.mc_chunks(&x, passes, proto.budget_bytes, |out| -> Result<()> {
-        let o = out.to_kind(Kind::Double) * &y_std + &y_mean; // [M, tc, n, 1]
-        let tc = o.size()[1] as usize;
+    stack.mc_chunks(&x, passes, proto.budget_bytes, |row0, out| -> Result<()> {
+        let o = out.to_kind(Kind::Double) * &y_std + &y_mean; // [M, passes, rows, 1]
+        let (tc, rows) = (o.size()[1] as usize, o.size()[2] as usize);
+        let y = y_t.narrow(2, row0 as i64, rows as i64);
         let mean = o.mean_dim(1, true, Kind::Double);
         let m2 = (&o - &mean)
             .square()
             .sum_dim_intlist(1, false, Kind::Double);
-        let lse = ((&y_t - &o).square() * (&tau * -0.5)).logsumexp(1, false);
+        let lse = ((&y - &o).square() * (&tau * -0.5)).logsumexp(1, false);
         let (mean, m2, lse) = (to_vec(mean)?, to_vec(m2)?, to_vec(lse)?);
-        let n = n as usize;
         for (i, s) in streams.iter_mut().enumerate() {
-            let r = i * n..(i + 1) * n;
+            let r = i * rows..(i + 1) * rows;
             s.merge(ChunkSummary {
                 passes: tc,
+                offset: row0,
                 mean: &mean[r.clone()],
                 m2: &m2[r.clone()],
                 lse: &lse[r],
@@ -782,73 +783,74 @@ fn write_tables(out: &OutputDir, prefix: &str, rows: &[Summary]) -> Result<()> {
         return Ok(());
     }
     let figures = out.subdir("figures")?;
-    let labels: Vec<String> = have
-        .iter()
-        .map(|&i| rows[i].name.dir_name().to_string())
-        .collect();
-    let pick = |g: &dyn Fn(usize) -> f64| have.iter().map(|&i| g(i)).collect::<Vec<f64>>();
-    errorbar_figure(
+    // One error-bar series: name, mean and error of data set i.
+    type Series<'a> = (&'a str, &'a dyn Fn(usize) -> f64, &'a dyn Fn(usize) -> f64);
+    let nan = |_: usize| f64::NAN;
+    let draw = |title: &str,
+                y_label: &str,
+                sets: &[usize],
+                series: &[Series],
+                scale: &dyn Fn(usize) -> f64,
+                stem: &str| {
+        let labels: Vec<String> = sets
+            .iter()
+            .map(|&i| rows[i].name.dir_name().to_string())
+            .collect();
+        let groups: Vec<_> = series
+            .iter()
+            .map(|(name, mean, err)| {
+                let pick = |f: &dyn Fn(usize) -> f64| {
+                    sets.iter().map(|&i| f(i) / scale(i)).collect::<Vec<f64>>()
+                };
+                (name.to_string(), pick(mean), pick(err))
+            })
+            .collect();
+        errorbar_figure(
+            title,
+            y_label,
+            &labels,
+            &groups,
+            &figures.join(format!("{prefix}{stem}")),
+        )
+    };
+    draw(
         "UCI test log-likelihood (mean +- 1 standard error over splits)",
         "test log-likelihood (nats)",
-        &labels,
+        &have,
         &[
-            (
-                "this run".to_string(),
-                pick(&|i| rows[i].ll.0),
-                pick(&|i| rows[i].ll.1),
-            ),
-            (
-                "Gal 2018".to_string(),
-                pick(&|i| p[i].ll_2018.0),
-                pick(&|i| p[i].ll_2018.1),
-            ),
-            (
-                "paper 2016".to_string(),
-                pick(&|i| p[i].ll_2016),
-                pick(&|_| f64::NAN),
-            ),
+            ("this run", &|i| rows[i].ll.0, &|i| rows[i].ll.1),
+            ("Gal 2018", &|i| p[i].ll_2018.0, &|i| p[i].ll_2018.1),
+            ("paper 2016", &|i| p[i].ll_2016, &nan),
         ],
-        &figures.join(format!("{prefix}ll")),
+        &|_| 1.0,
+        "ll",
     )?;
     // RMSE scales differ by three orders of magnitude between data sets: drawn relative to
     // Gal's 2018 value (data sets whose published RMSE rounds to 0 are left out).
-    let rel: Vec<usize> = (0..have.len())
-        .filter(|&j| p[have[j]].rmse_2018.0 > 0.0)
+    let rel: Vec<usize> = have
+        .iter()
+        .copied()
+        .filter(|&i| p[i].rmse_2018.0 > 0.0)
         .collect();
     if !rel.is_empty() {
-        let labels: Vec<String> = rel.iter().map(|&j| labels[j].clone()).collect();
-        let ratio = |g: &dyn Fn(usize) -> f64| {
-            rel.iter()
-                .map(|&j| g(have[j]) / p[have[j]].rmse_2018.0)
-                .collect::<Vec<f64>>()
-        };
-        errorbar_figure(
+        draw(
             "UCI test RMSE relative to Gal 2018 (1 = published; +- 1 standard error)",
             "RMSE / published 2018 RMSE",
-            &labels,
+            &rel,
             &[
+                ("MC dropout, this run", &|i| rows[i].rmse.0, &|i| {
+                    rows[i].rmse.1
+                }),
                 (
-                    "MC dropout, this run".to_string(),
-                    ratio(&|i| rows[i].rmse.0),
-                    ratio(&|i| rows[i].rmse.1),
+                    "standard dropout, this run",
+                    &|i| rows[i].standard_rmse.0,
+                    &|i| rows[i].standard_rmse.1,
                 ),
-                (
-                    "standard dropout, this run".to_string(),
-                    ratio(&|i| rows[i].standard_rmse.0),
-                    ratio(&|i| rows[i].standard_rmse.1),
-                ),
-                (
-                    "Gal 2018".to_string(),
-                    ratio(&|i| p[i].rmse_2018.0),
-                    ratio(&|i| p[i].rmse_2018.1),
-                ),
-                (
-                    "paper 2016".to_string(),
-                    ratio(&|i| p[i].rmse_2016),
-                    ratio(&|_| f64::NAN),
-                ),
+                ("Gal 2018", &|i| p[i].rmse_2018.0, &|i| p[i].rmse_2018.1),
+                ("paper 2016", &|i| p[i].rmse_2016, &nan),
             ],
-            &figures.join(format!("{prefix}rmse_relative")),
+            &|i| p[i].rmse_2018.0,
+            "rmse_relative",
         )?;
     }
     Ok(())

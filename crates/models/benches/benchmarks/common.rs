@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode};
 use mcd_models::lenet::{LeNet, LeNetDropout, LeNetSpec};
-use mcd_models::mlp::{Activation, InitScheme, Mlp, MlpSpec};
+use mcd_models::mlp::{Mlp, MlpSpec};
 use tch::{nn, Device, Kind, Tensor};
 
 /// Name of the plain-matmul reference row (the same in `bench/pytorch_reference.py`).
@@ -16,15 +16,7 @@ pub const MATMUL: &str = "matmul/f32_8192x1024x1024";
 
 /// The paper's CO2 net: 1 -> 4 x 1024 (ReLU, dropout 0.1 after each) -> 1, Caffe "xavier" init.
 pub fn co2_spec() -> MlpSpec {
-    MlpSpec {
-        input_dim: 1,
-        hidden: vec![1024; 4],
-        output_dim: 1,
-        activation: Activation::Relu,
-        dropout: 0.1,
-        input_dropout: 0.0,
-        init: InitScheme::CaffeXavier,
-    }
+    MlpSpec::paper_co2()
 }
 
 /// A CO2 net with its variables.
@@ -37,12 +29,7 @@ pub fn co2_net() -> (nn::VarStore, Mlp) {
 /// The paper's MNIST LeNet (p = 0.5) with dropout after FC 500 only, or also after the convs.
 pub fn lenet(placement: LeNetDropout) -> (nn::VarStore, LeNet) {
     let vs = nn::VarStore::new(Device::Cpu);
-    let spec = LeNetSpec {
-        side: 28,
-        classes: 10,
-        dropout: 0.5,
-        placement,
-    };
+    let spec = LeNetSpec::mnist(0.5, placement);
     let net = LeNet::new(&vs.root(), &spec, 1);
     (vs, net)
 }
@@ -88,8 +75,8 @@ pub struct Row {
 pub struct Report {
     crate_name: &'static str,
     rows: Vec<Row>,
-    /// (label, slower workload, faster workload): printed as median ratios by `finish`.
-    ratios: Vec<(String, String, String)>,
+    /// (label, slower workload, its multiplier, faster workload): printed as median ratios.
+    ratios: Vec<(String, String, f64, String)>,
 }
 
 impl Report {
@@ -102,10 +89,15 @@ impl Report {
         }
     }
 
-    /// Asks `finish` to print median(`slower`) / median(`faster`) (full `group/id` names).
-    pub fn ratio(&mut self, label: &str, slower: &str, faster: &str) {
-        self.ratios
-            .push((label.to_string(), slower.to_string(), faster.to_string()));
+    /// Asks `finish` to print `times` x median(`slower`) / median(`faster`) (full `group/id`
+    /// names; `times` scales the slower workload to the same amount of work).
+    pub fn ratio(&mut self, label: &str, slower: &str, times: f64, faster: &str) {
+        self.ratios.push((
+            label.to_string(),
+            slower.to_string(),
+            times,
+            faster.to_string(),
+        ));
     }
 
     /// A criterion group for slow workloads: 10 samples of one iteration each.

@@ -65,6 +65,7 @@ pub fn bench(c: &mut Criterion, report: &mut Report) {
         report.ratio(
             &format!("{label}: mc_samples speed-up over the forward_t loop"),
             &format!("{label}/forward_t_loop_T{T}"),
+            1.0,
             &format!("{label}/mc_samples_T{T}"),
         );
     }
