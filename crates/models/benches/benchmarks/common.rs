@@ -187,12 +187,12 @@ impl Report {
                     .map_or("-".into(), |n| format!("{:.3}", r.median_s * 1e9 / n)),
             );
         }
-        for (label, slower, faster) in &self.ratios {
+        for (label, slower, times, faster) in &self.ratios {
             let median = |n: &str| self.rows.iter().find(|r| r.name == *n).map(|r| r.median_s);
             if let (Some(a), Some(b)) = (median(slower), median(faster)) {
                 println!(
-                    "{label}: {:.2}x  ({slower} / {faster}, medians of one run)",
-                    a / b
+                    "{label}: {:.2}x  ({times} x {slower} / {faster}, medians of one run)",
+                    times * a / b
                 );
             }
         }

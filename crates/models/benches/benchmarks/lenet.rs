@@ -20,11 +20,12 @@ pub fn bench(c: &mut Criterion, report: &mut Report) {
     let (x, _) = mnist_test(N);
     let (prefix, head) = lenet_macs();
     let n = N as f64;
-    let mut g = Report::group(c, "lenet", 10);
     for (label, placement) in [
         ("lenet", LeNetDropout::Fc),
         ("lenet_all", LeNetDropout::All),
     ] {
+        // One criterion group per net: the workload ids repeat.
+        let mut g = Report::group(c, label, 10);
         let (_vs, net) = lenet(placement);
         let cfg = McConfig {
             samples: T,
@@ -68,6 +69,6 @@ pub fn bench(c: &mut Criterion, report: &mut Report) {
             1.0,
             &format!("{label}/mc_samples_T{T}"),
         );
+        g.finish();
     }
-    g.finish();
 }
