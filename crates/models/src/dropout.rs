@@ -107,7 +107,7 @@ impl Dropout {
         }
         let call = self.calls.fetch_add(1, Ordering::Relaxed);
         let n = xs.numel();
-        let mut mask = mask_tensor(n, |buf| self.fill_with_threads(call, buf, mask_threads()))
+        let mut mask = mask_tensor(n, |buf| self.fill_range(call, 0, buf, mask_threads()))
             .view(xs.size().as_slice())
             .to_device(xs.device())
             .to_kind(xs.kind());
@@ -128,7 +128,7 @@ impl Dropout {
     /// member sees the same masks as when run alone.
     pub fn fill_next(&self, out: &mut [f32], threads: usize) {
         let call = self.calls.fetch_add(1, Ordering::Relaxed);
-        self.fill_with_threads(call, out, threads);
+        self.fill_range(call, 0, out, threads);
     }
 
     /// Whether this layer drops anything (p rounded to 2^-16 is above 0).
@@ -145,13 +145,8 @@ impl Dropout {
     /// `threads` (element i is a function of (seed, call, i) only).
     pub fn mask_with_threads(&self, call: u64, n: usize, threads: usize) -> Vec<f32> {
         let mut out = vec![0f32; n];
-        self.fill_with_threads(call, &mut out, threads);
+        self.fill_range(call, 0, &mut out, threads);
         out
-    }
-
-    /// Writes the mask of call number `call` into `out` using up to `threads` threads.
-    fn fill_with_threads(&self, call: u64, out: &mut [f32], threads: usize) {
-        self.fill_range(call, 0, out, threads);
     }
 
     /// Writes elements `start..start + out.len()` of call `call`'s mask into `out` (`start` a

@@ -31,11 +31,16 @@ pub struct McConfig {
     pub seed: u64,
 }
 
-/// Bytes one input row costs in one pass: about four f32 copies of the widest layer's
-/// activation live at once (its input and output, the mask tensor, and the mask buffer it
-/// is generated in; see `dropout::mask_tensor`).
+/// Bytes one input row costs in one pass for a net whose widest activation has `widest`
+/// units: about four f32 copies of it live at once (its input and output, the mask tensor, and
+/// the mask buffer it is generated in; see `dropout::mask_tensor`). Shared with
+/// `StackedMlp::mc_chunks`.
+pub(crate) fn activation_bytes_per_row(widest: usize) -> usize {
+    widest.max(1) * 4 * 4
+}
+
 fn bytes_per_row(model: &dyn McModel) -> usize {
-    model.widest_activation().max(1) * 4 * 4
+    activation_bytes_per_row(model.widest_activation())
 }
 
 /// Plan of a prediction: rows of `x` per chunk and passes per forward.

@@ -13,6 +13,7 @@
 use tch::Tensor;
 
 use crate::dropout::{mask_tensor, mask_threads, Dropout, PARALLEL_MIN_ELEMENTS};
+use crate::mc::activation_bytes_per_row;
 use crate::mlp::{Activation, MlpInit, MlpSpec};
 
 /// One member of a stack: its drop rates and seed (shape and init come from the shared spec).
@@ -336,9 +337,9 @@ impl StackedMlp {
             .chain(&self.hidden_dropout)
             .map(StackedDropout::positions)
             .collect();
-        // Per pass, member and input: the input plus about four f32 copies of the widest
-        // activation (input, output, mask tensor, mask buffer), as `mc::chunk_plan` counts.
-        let per_row = (4 * self.widest_activation() + d as usize) * 4 * m as usize;
+        // Per pass, member and input: the f32 input plus the activations `mc::chunk_plan` counts.
+        let per_row =
+            (activation_bytes_per_row(self.widest_activation()) + 4 * d as usize) * m as usize;
         let result = tch::no_grad(|| {
             for row0 in (0..n).step_by(MC_ROWS) {
                 let rows = MC_ROWS.min(n - row0);
