@@ -159,6 +159,22 @@ def workloads(t):
 
     out.append(("train/adam_step_co2_n272", 3.0 * 2.0 * forward_macs() * N_TRAIN, None, step))
 
+    # PyTorch's own single-kernel Adam (not the default on the CPU), for comparison.
+    fused_net = co2_net().train()
+    fused_opt = torch.optim.Adam(
+        fused_net.parameters(), lr=1e-4, betas=(0.9, 0.999), weight_decay=1e-6, fused=True
+    )
+
+    def fused_step():
+        loss = 0.5 * (fused_net(xt) - yt).square().sum(1).mean()
+        fused_opt.zero_grad()
+        loss.backward()
+        fused_opt.step()
+
+    out.append(
+        ("train/adam_step_co2_n272_torch_fused_adam", 3.0 * 2.0 * forward_macs() * N_TRAIN, None, fused_step)
+    )
+
     images, labels = mnist_test(64)
     train_lenet = lenet(False).train()
     sgd = torch.optim.SGD(train_lenet.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)

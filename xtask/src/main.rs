@@ -285,6 +285,13 @@ fn compare_report(rust: &[BenchRow], torch: &[BenchRow]) -> String {
             gf(t)
         );
     }
+    // PyTorch-only workloads (variants without a Rust row of the same name).
+    for t in torch
+        .iter()
+        .filter(|t| !rust.iter().any(|r| r.name == t.name))
+    {
+        s += &format!("| {} | - | {} | - | - | {} |\n", t.name, ms(t), gf(t));
+    }
     let find = |rows: &[BenchRow], prefix: &str| -> Option<BenchRow> {
         rows.iter().find(|r| r.name.starts_with(prefix)).cloned()
     };

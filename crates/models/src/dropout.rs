@@ -15,7 +15,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tch::{Kind, Tensor};
 
+use crate::inplace::{is_plain_cpu_f32, with_mut};
 use crate::rng::splitmix64;
+
+mod kernel;
+use kernel::LANES;
 
 /// Below this many elements a mask is generated on the calling thread: handing work to the
 /// pool costs more than generating ~2^16 elements (about 30 us).
@@ -24,9 +28,6 @@ pub(crate) const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
 /// Largest mask kept in the reusable buffer (16 MiB of f32 per layer); bigger ones are
 /// allocated per call so that one huge batch does not pin its memory for the model's lifetime.
 pub(crate) const SCRATCH_MAX_ELEMENTS: usize = 1 << 22;
-
-/// Elements per SplitMix64 hash (16 bits each).
-const LANES: usize = 4;
 
 /// Dropout layer: drops each element with probability `p` when `train` is true.
 pub struct Dropout {
@@ -105,21 +106,48 @@ impl Dropout {
         if !train || self.threshold == 0 {
             return xs.shallow_clone();
         }
+        if is_plain_cpu_f32(xs) {
+            // No autograd (MC prediction runs under no_grad): mask a copy in place, one pass.
+            return self.forward_owned(xs.copy(), train, false);
+        }
         let call = self.calls.fetch_add(1, Ordering::Relaxed);
         let n = xs.numel();
-        let mut mask = mask_tensor(n, |buf| self.fill_range(call, 0, buf, mask_threads()))
+        let mask = mask_tensor(n, |buf| self.fill_range(call, 0, buf, mask_threads()))
             .view(xs.size().as_slice())
             .to_device(xs.device())
             .to_kind(xs.kind());
-        if xs.requires_grad() {
-            // Autograd needs an out-of-place product (the mask is saved for the backward pass).
-            xs * mask
-        } else {
-            // The mask tensor is ours alone: multiply into it instead of allocating (and
-            // page-faulting) another tensor of the same size (MC prediction runs under no_grad).
-            mask *= xs;
-            mask
+        // Autograd saves the mask for the backward pass.
+        xs * mask
+    }
+
+    /// `forward(relu(xs))` (ReLU when `relu`) for a tensor the caller owns alone (fresh from an
+    /// op, no other handle to its memory): on a CPU f32 tensor outside autograd the ReLU and
+    /// the mask are applied in place, in one pass, with the same floats as the two steps.
+    pub(crate) fn forward_owned(&self, mut xs: Tensor, train: bool, relu: bool) -> Tensor {
+        if train && self.mask_in_place(&mut xs, relu) {
+            return xs;
         }
+        let xs = if relu { xs.relu() } else { xs };
+        self.forward(&xs, train)
+    }
+
+    /// Applies the next mask (after a ReLU when `relu`) to `xs` in place and returns true, when
+    /// `xs` is a CPU f32 tensor outside autograd that nothing else reads meanwhile; otherwise
+    /// leaves it alone and returns false. The layer's call counter moves on only when applied.
+    pub(crate) fn mask_in_place(&self, xs: &mut Tensor, relu: bool) -> bool {
+        if self.threshold == 0 || !is_plain_cpu_f32(xs) {
+            return false;
+        }
+        let call = self.calls.fetch_add(1, Ordering::Relaxed);
+        let threads = mask_threads();
+        with_mut(xs, |data: &mut [f32]| {
+            if relu {
+                self.run_range::<{ kernel::RELU_MUL }>(call, 0, data, threads);
+            } else {
+                self.run_range::<{ kernel::MUL }>(call, 0, data, threads);
+            }
+        })
+        .is_some()
     }
 
     /// Writes the mask of this layer's next call into `out` (0 or scale per element), using up
@@ -153,6 +181,11 @@ impl Dropout {
     /// multiple of 4), using up to `threads` threads; the layer's call counter is not touched.
     /// A slice of a call's mask is exactly that part of the whole mask.
     pub fn fill_range(&self, call: u64, start: usize, out: &mut [f32], threads: usize) {
+        self.run_range::<{ kernel::FILL }>(call, start, out, threads);
+    }
+
+    /// Applies kernel operation `OP` with elements `start..` of call `call`'s mask to `out`.
+    fn run_range<const OP: u8>(&self, call: u64, start: usize, out: &mut [f32], threads: usize) {
         assert!(
             start % LANES == 0,
             "mask ranges start at a multiple of {LANES}"
@@ -160,9 +193,10 @@ impl Dropout {
         let key = splitmix64(self.seed ^ call.wrapping_mul(0xD6E8_FEB8_6659_FD93));
         let first = start / LANES;
         let n = out.len();
+        let (thr, scale) = (self.threshold, self.scale);
         let threads = threads.clamp(1, n.div_ceil(PARALLEL_MIN_ELEMENTS).max(1));
         if threads == 1 {
-            self.fill(key, first, out);
+            kernel::run::<OP>(key, first, out, thr, scale);
             return;
         }
         // Split on multiples of LANES so every hash's four lanes land in one worker.
@@ -170,7 +204,7 @@ impl Dropout {
         // rayon's pool, not fresh threads: spawning an OS thread costs ~100 us here.
         rayon::scope(|s| {
             for (i, part) in out.chunks_mut(per).enumerate() {
-                s.spawn(move |_| self.fill(key, first + i * per / LANES, part));
+                s.spawn(move |_| kernel::run::<OP>(key, first + i * per / LANES, part, thr, scale));
             }
         });
     }
@@ -183,36 +217,6 @@ impl Dropout {
     /// Moves the stream on by `n` calls (after they were drawn with [`Dropout::fill_range`]).
     pub fn skip_calls(&self, n: u64) {
         self.calls.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// Writes the mask of hash blocks `first_block..` into `out`.
-    fn fill(&self, key: u64, first_block: usize, out: &mut [f32]) {
-        let (thr, scale) = (self.threshold, self.scale);
-        let pick = |h: u64, lane: usize| {
-            let u = ((h >> (16 * lane)) & 0xFFFF) as u32;
-            if u >= thr {
-                scale
-            } else {
-                0.0
-            }
-        };
-        let mut blocks = out.chunks_exact_mut(LANES);
-        let mut block = first_block as u64;
-        for chunk in &mut blocks {
-            let h = splitmix64(key.wrapping_add(block));
-            chunk[0] = pick(h, 0);
-            chunk[1] = pick(h, 1);
-            chunk[2] = pick(h, 2);
-            chunk[3] = pick(h, 3);
-            block += 1;
-        }
-        let tail = blocks.into_remainder();
-        if !tail.is_empty() {
-            let h = splitmix64(key.wrapping_add(block));
-            for (lane, v) in tail.iter_mut().enumerate() {
-                *v = pick(h, lane);
-            }
-        }
     }
 }
 

@@ -103,16 +103,13 @@ impl LeNet {
     }
 
     fn pool(xs: &Tensor) -> Tensor {
-        xs.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)
+        crate::pool::max_pool_2x2(xs)
     }
 
     fn head(&self, h: &Tensor, train: bool) -> Tensor {
-        let h = h
-            .flatten(1, -1)
-            .linear(&self.fc1.0, Some(&self.fc1.1))
-            .relu();
+        let h = h.flatten(1, -1).linear(&self.fc1.0, Some(&self.fc1.1));
         self.drop_fc
-            .forward(&h, train)
+            .forward_owned(h, train, true)
             .linear(&self.fc2.0, Some(&self.fc2.1))
     }
 }
@@ -138,7 +135,7 @@ impl McModel for LeNet {
         match (&self.drop_conv1, &self.drop_conv2) {
             (Some(d1), Some(d2)) => {
                 let h = Self::pool(&d1.forward(prefix, train));
-                let h = Self::pool(&d2.forward(&Self::conv(&h, &self.conv2), train));
+                let h = Self::pool(&d2.forward_owned(Self::conv(&h, &self.conv2), train, false));
                 self.head(&h, train)
             }
             _ => self

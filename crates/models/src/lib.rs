@@ -2,9 +2,11 @@
 //! exact GP baseline.
 pub mod dropout;
 pub mod gp;
+mod inplace;
 pub mod lenet;
 pub mod mc;
 pub mod mlp;
+pub mod pool;
 pub mod rng;
 pub mod stacked;
 

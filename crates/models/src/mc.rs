@@ -73,12 +73,16 @@ pub fn mc_samples(model: &dyn McModel, x: &Tensor, cfg: &McConfig) -> Tensor {
             let mut done = 0;
             while done < cfg.samples {
                 let k = passes.min(cfg.samples - done);
-                let mut rep_shape = vec![k as i64];
-                rep_shape.extend(std::iter::repeat_n(1, prefix.dim()));
-                let batch = prefix
-                    .unsqueeze(0)
-                    .repeat(rep_shape.as_slice())
-                    .flatten(0, 1);
+                let batch = if k == 1 {
+                    prefix.shallow_clone()
+                } else {
+                    let mut rep_shape = vec![k as i64];
+                    rep_shape.extend(std::iter::repeat_n(1, prefix.dim()));
+                    prefix
+                        .unsqueeze(0)
+                        .repeat(rep_shape.as_slice())
+                        .flatten(0, 1)
+                };
                 let y = model.forward_from_prefix_t(&batch, true);
                 outs.push(y.view([k as i64, len as i64, -1]));
                 done += k;

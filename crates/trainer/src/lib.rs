@@ -8,6 +8,7 @@
 //! the loss scale, Keras' `MSE + l2(wd)` used by the authors' UCI code, so their
 //! `tau = (1 - p) l^2 / (2 N wd)` applies unchanged.
 
+pub mod adam;
 pub mod stacked;
 
 use std::time::Instant;
@@ -132,13 +133,38 @@ pub enum TrainError {
     },
 }
 
-fn build_optimizer(vs: &nn::VarStore, spec: &TrainSpec) -> Result<nn::Optimizer, TrainError> {
-    let opt = match spec.optimizer {
-        Optimizer::Sgd { momentum } => {
-            nn::sgd(momentum, 0.0, spec.weight_decay, false).build(vs, spec.lr)
+/// The optimiser of a run: libtorch's SGD, or Adam (fused on the CPU, see [`adam`]).
+enum RunOptimizer {
+    Torch(nn::Optimizer),
+    Adam(adam::FusedAdam),
+}
+
+impl RunOptimizer {
+    fn backward_step(&mut self, loss: &Tensor, lr: f64) {
+        match self {
+            RunOptimizer::Torch(opt) => {
+                opt.set_lr(lr);
+                opt.backward_step(loss);
+            }
+            RunOptimizer::Adam(opt) => opt.backward_step(loss, lr),
         }
+    }
+}
+
+fn build_optimizer(vs: &nn::VarStore, spec: &TrainSpec) -> Result<RunOptimizer, TrainError> {
+    let opt = match spec.optimizer {
+        Optimizer::Sgd { momentum } => nn::sgd(momentum, 0.0, spec.weight_decay, false)
+            .build(vs, spec.lr)
+            .map(RunOptimizer::Torch),
         Optimizer::Adam { beta1, beta2 } => {
-            nn::adam(beta1, beta2, spec.weight_decay).build(vs, spec.lr)
+            let cfg = adam::AdamConfig::new(beta1, beta2, spec.weight_decay);
+            match adam::FusedAdam::new(vs, cfg) {
+                Ok(Some(fused)) => Ok(RunOptimizer::Adam(fused)),
+                Ok(None) => nn::adam(beta1, beta2, spec.weight_decay)
+                    .build(vs, spec.lr)
+                    .map(RunOptimizer::Torch),
+                Err(e) => Err(e),
+            }
         }
     };
     opt.map_err(|source| TrainError::Torch {
@@ -234,7 +260,6 @@ fn train(
     progress.start(spec.iterations);
     for it in 0..spec.iterations {
         let lr = spec.schedule.lr(spec.lr, it, spec.iterations);
-        opt.set_lr(lr);
         let (xb, yb) = match batch {
             None => (x.shallow_clone(), y.shallow_clone()),
             Some(b) => {
@@ -264,7 +289,7 @@ fn train(
             }
             Loss::CrossEntropy => out.cross_entropy_for_logits(&yb),
         };
-        opt.backward_step(&loss);
+        opt.backward_step(&loss, lr);
         let last = it + 1 == spec.iterations;
         if it % spec.log_every.max(1) == 0 || last {
             let l = f64::try_from(&loss).map_err(|source| TrainError::Torch {

@@ -1,8 +1,10 @@
 //! One Adam step on the CO2 net, full batch (272 points): forward with dropout on, 0.5 * MSE,
-//! backward, update; inline, and through `mcd_trainer::train_regression`. One SGD step of the
+//! backward, update; with the trainer's fused Adam and with libtorch's, inline, and through
+//! `mcd_trainer::train_regression`. One SGD step of the
 //! MNIST LeNet (p = 0.5) on a batch of 64 test images: cross-entropy, momentum 0.9, decay 5e-4.
 
 use criterion::Criterion;
+use mcd_trainer::adam::{AdamConfig, FusedAdam};
 use mcd_trainer::{train_regression, LrSchedule, Optimizer, Silent, TrainSpec};
 use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
@@ -15,6 +17,15 @@ const N: i64 = 272;
 /// Steps per `train_regression` call (the row reports the time per step).
 const STEPS: usize = 20;
 
+/// The trainer's regression loss: 0.5 * mean over points of the squared error.
+fn half_mse(pred: &Tensor, y: &Tensor) -> Tensor {
+    (pred - y)
+        .square()
+        .sum_dim_intlist(1, false, Kind::Float)
+        .mean(Kind::Float)
+        * 0.5
+}
+
 pub fn bench(c: &mut Criterion, report: &mut Report) {
     let x = Tensor::linspace(-1.7, 1.7, N, (Kind::Float, Device::Cpu)).view([N, 1]);
     let y = (&x * 3.0).sin();
@@ -22,6 +33,20 @@ pub fn bench(c: &mut Criterion, report: &mut Report) {
     let flop = 3.0 * 2.0 * forward_macs(&co2_spec()) * N as f64;
     let mut g = Report::group(c, "train", 5);
 
+    // The trainer's Adam (one fused pass per parameter on the CPU) ...
+    let (vs, net) = co2_net();
+    let mut fused = FusedAdam::new(&vs, AdamConfig::new(0.9, 0.999, 1e-6))
+        .expect("Adam builds on a fresh VarStore")
+        .expect("CPU f32 variables");
+    report.bench(
+        &mut g,
+        "train",
+        "adam_step_co2_n272",
+        Some(flop),
+        None,
+        || fused.backward_step(&half_mse(&net.forward_t(&x, true), &y), 1e-4),
+    );
+    // ... and libtorch's Adam (tch's nn::adam), the same update in about ten passes.
     let (vs, net) = co2_net();
     let mut opt = nn::adam(0.9, 0.999, 1e-6)
         .build(&vs, 1e-4)
@@ -29,18 +54,10 @@ pub fn bench(c: &mut Criterion, report: &mut Report) {
     report.bench(
         &mut g,
         "train",
-        "adam_step_co2_n272",
+        "adam_step_co2_n272_libtorch_adam",
         Some(flop),
         None,
-        || {
-            let pred = net.forward_t(&x, true);
-            let loss = (pred - &y)
-                .square()
-                .sum_dim_intlist(1, false, Kind::Float)
-                .mean(Kind::Float)
-                * 0.5;
-            opt.backward_step(&loss);
-        },
+        || opt.backward_step(&half_mse(&net.forward_t(&x, true), &y)),
     );
 
     let (vs, net) = co2_net();
