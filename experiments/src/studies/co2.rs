@@ -243,8 +243,9 @@ fn run_one(
     trainer.weight_decay = weight_decay;
     let mut vs = nn::VarStore::new(ctx.device);
     let model = Mlp::new(&vs.root(), &spec, run.seed);
+    // v2: Adam became mcd_trainer's fused update (same maths, other rounding).
     let key = key_of(&format!(
-        "co2-v1|{spec:?}|{trainer:?}|{}|{:?}",
+        "co2-v2|{spec:?}|{trainer:?}|{}|{:?}",
         run.seed, inputs.y_train
     ));
     let train = load_or_train(cache, &key, &mut vs, ctx.retrain, out, &run.name, |vs| {
