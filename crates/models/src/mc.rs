@@ -32,9 +32,10 @@ pub struct McConfig {
 }
 
 /// Bytes one input row costs in one pass for a net whose widest activation has `widest`
-/// units: about four f32 copies of it live at once (its input and output, the mask tensor, and
-/// the mask buffer it is generated in; see `dropout::mask_tensor`). Shared with
-/// `StackedMlp::mc_chunks`.
+/// units: at most four f32 copies of it live at once. For an `Mlp` those are the prefix, its
+/// repetition over the passes of a forward, and the workspace's two buffers; for LeNet and
+/// `StackedMlp` (which shares this count in `mc_chunks`) a layer's input and output, the mask
+/// tensor and the buffer it is generated in (`dropout::mask_tensor`).
 pub(crate) fn activation_bytes_per_row(widest: usize) -> usize {
     widest.max(1) * 4 * 4
 }
