@@ -10,12 +10,8 @@
 //! Variables that are not CPU f32 tensors (a CUDA run) are left to libtorch's Adam: see
 //! [`FusedAdam::new`].
 
-use rayon::prelude::*;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
-
-/// Elements per parallel work item.
-const CHUNK: usize = 1 << 16;
 
 /// Adam's hyper-parameters (lr is given per step).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -180,19 +176,15 @@ fn update(var: &Tensor, grad: &Tensor, m: &mut [f32], v: &mut [f32], k: &Constan
             std::slice::from_raw_parts(g_ptr, n),
         )
     };
-    p.par_chunks_mut(CHUNK)
-        .zip(g.par_chunks(CHUNK))
-        .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
-        .for_each(|((p, g), (m, v))| {
-            for i in 0..p.len() {
-                let gi = g[i] + k.wd * p[i];
-                let mi = k.b1 * m[i] + k.one_minus_b1 * gi;
-                let vi = k.b2 * v[i] + k.one_minus_b2 * gi * gi;
-                m[i] = mi;
-                v[i] = vi;
-                p[i] -= k.step * mi / (vi.sqrt() * k.inv_sqrt_bc2 + k.eps);
-            }
-        });
+    // One thread: right after a backward pass libtorch's OpenMP workers are still spinning, and
+    // a second (rayon) thread here measured no faster than this loop (about 3 ms for the CO2
+    // net, against 6 ms for libtorch's Adam).
+    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        let g = g + k.wd * *p;
+        *m = k.b1 * *m + k.one_minus_b1 * g;
+        *v = k.b2 * *v + k.one_minus_b2 * g * g;
+        *p -= k.step * *m / (v.sqrt() * k.inv_sqrt_bc2 + k.eps);
+    }
 }
 
 #[cfg(test)]
@@ -207,7 +199,7 @@ mod tests {
             let root = vs.root();
             let w = root.var_copy(
                 "w",
-                &Tensor::linspace(-1.0, 1.0, 3 * CHUNK as i64 + 5, (Kind::Float, Device::Cpu)),
+                &Tensor::linspace(-1.0, 1.0, (3 << 16) + 5, (Kind::Float, Device::Cpu)),
             );
             let b = root.var_copy("b", &Tensor::from_slice(&[0.5f32, -0.25]));
             (vs, w, b)
