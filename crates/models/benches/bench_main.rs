@@ -16,6 +16,7 @@ fn main() {
     benchmarks::mc::bench(&mut c, &mut report);
     benchmarks::dropout::bench(&mut c, &mut report);
     benchmarks::lenet::bench(&mut c, &mut report);
+    benchmarks::pool::bench(&mut c, &mut report);
     c.final_summary();
     report.finish();
 }

@@ -2,3 +2,4 @@ pub mod common;
 pub mod dropout;
 pub mod lenet;
 pub mod mc;
+pub mod pool;
