@@ -242,16 +242,16 @@ impl Mlp {
     /// gradients are tracked, `h` is not a 2-D CPU f32 tensor, or the batch is too large.
     fn hidden_in_workspace(&self, h: &Tensor, prefix_done: bool, train: bool) -> Option<Tensor> {
         let hidden = self.layers.len() - 1;
-        let (w0, _) = &self.layers[0];
-        if hidden == 0 || h.requires_grad() || records_grad(w0) {
-            return None;
-        }
         let &[rows, _] = h.size().as_slice() else {
             return None;
         };
         let widest = self.spec.hidden.iter().copied().max().unwrap_or(0) as i64;
         let need = rows * widest;
         if need == 0 || need > WORKSPACE_MAX_ELEMENTS || !crate::inplace::is_plain_cpu_f32(h) {
+            return None;
+        }
+        // Last, as the only check that runs an op.
+        if records_grad(&self.layers[0].0) {
             return None;
         }
         let mut ws = self.workspace.try_lock().ok()?;
