@@ -187,6 +187,27 @@ def workloads(t):
 
     out.append(("train/sgd_step_lenet_b64", 3.0 * 2.0 * LENET_MACS * 64, None, lenet_step))
 
+    # The same step with the whole net and the batch in channels-last memory, which a PyTorch
+    # user can ask for; the Rust LeNet runs conv2 that way on the CPU.
+    cl_lenet = lenet(False).train().to(memory_format=torch.channels_last)
+    cl_images = images.contiguous(memory_format=torch.channels_last)
+    cl_sgd = torch.optim.SGD(cl_lenet.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+    def lenet_step_channels_last():
+        loss = F.cross_entropy(cl_lenet(cl_images), labels)
+        cl_sgd.zero_grad()
+        loss.backward()
+        cl_sgd.step()
+
+    out.append(
+        (
+            "train/sgd_step_lenet_b64_torch_channels_last",
+            3.0 * 2.0 * LENET_MACS * 64,
+            None,
+            lenet_step_channels_last,
+        )
+    )
+
     mc_images, _ = mnist_test(1000)
     for label, all_layers in (("lenet", False), ("lenet_all", True)):
         net_l = lenet(all_layers).train()

@@ -341,6 +341,16 @@ fn compare_report(rust: &[BenchRow], torch: &[BenchRow]) -> String {
             _ => s += &format!("- training step, {net}, vs PyTorch: not measured\n"),
         }
     }
+    // No target: against PyTorch with the net and batch in channels-last memory.
+    if let (Some(r), Some(t)) = (
+        find(rust, "train/sgd_step_lenet"),
+        find(torch, "train/sgd_step_lenet_b64_torch_channels_last"),
+    ) {
+        s += &format!(
+            "- training step, LeNet: {:.2}x faster than PyTorch eager in channels-last memory\n",
+            t.median_s / r.median_s
+        );
+    }
     // LeNet MC (no target): our mc_samples against PyTorch's plain loop over T.
     for net in ["lenet", "lenet_all"] {
         if let (Some(r), Some(t)) = (
@@ -600,6 +610,7 @@ mod tests {
             row("mc/forward_t_loop_T100", 5.0, Some(180e9)),
             row("train/adam_step_co2", 0.11, None),
             row("train/sgd_step_lenet_b64", 0.03, None),
+            row("train/sgd_step_lenet_b64_torch_channels_last", 0.021, None),
             row("lenet/forward_t_loop_T50", 2.0, None),
         ];
         let r = compare_report(&rust, &torch);
@@ -611,6 +622,8 @@ mod tests {
         assert!(r.contains("2.50x faster than PyTorch eager looping over T (target 2x): met"));
         assert!(r.contains("CO2 net: 1.10x faster than PyTorch eager (target 1.2x): NOT met"));
         assert!(r.contains("LeNet: 1.50x faster than PyTorch eager (target 1.2x): met"));
+        assert!(r.contains("LeNet: 1.05x faster than PyTorch eager in channels-last memory"));
+        assert!(r.contains("| train/sgd_step_lenet_b64_torch_channels_last | - | 21.000 ms |"));
         assert!(r.contains("MC prediction, lenet: 4.00x faster than PyTorch eager looping"));
         assert!(!r.contains("lenet_all:"), "no row, no line");
         assert!(r.contains("| mc/forward_t_loop_T100 | 2500.000 ms | 5000.000 ms | 2.00x |"));

@@ -3,11 +3,14 @@
 //!
 //! For each budget a fresh child process builds the paper's CO2 net (4 x 1024) and runs
 //! `mc_samples` with T = 100 over 1000 inputs once, while a thread samples the process's
-//! resident set every 200 us; the peak growth over the resident set before the call is the
-//! memory the prediction took. One warm-up prediction (one input, one pass) runs first, so that
-//! what libtorch and the thread pools set up once per process (a few MiB) is not counted. The samples themselves (T x N x 4 bytes) are the result, not
-//! working memory, and are listed apart. With `MCD_BENCH_OUT=DIR` the rows go to
-//! `DIR/mc-memory.tsv`.
+//! anonymous resident set (`RssAnon`, so code paged in on first use does not count) every
+//! 200 us; the peak growth over the value before the call is the memory the prediction took,
+//! the net's kept workspace included. The same prediction runs first on a throwaway net, so
+//! that what libtorch, MKL and the thread pools set up once per process is not counted. The
+//! child gives every block of 64 KiB or more its own mapping (see `main`), so freed memory
+//! leaves the resident set and cannot be reused unseen. The samples themselves (T x N x 4
+//! bytes) are the result, not working memory, and are listed apart. With `MCD_BENCH_OUT=DIR`
+//! the rows go to `DIR/mc-memory.tsv`.
 
 use std::io::Write;
 use std::process::Command;
@@ -26,23 +29,27 @@ fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix("RssAnon:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
 }
 
 fn child(budget: usize) {
     tch::set_num_threads(2);
-    let vs = nn::VarStore::new(Device::Cpu);
-    let net = Mlp::new(&vs.root(), &MlpSpec::paper_co2(), 1);
     let x = Tensor::linspace(-2.0, 3.5, N as i64, (Kind::Float, Device::Cpu)).view([N as i64, 1]);
     let cfg = McConfig {
         samples: T,
         memory_budget_bytes: budget,
         seed: 1,
     };
-    let warm_up = McConfig { samples: 1, ..cfg };
-    let _ = mc_samples(&net, &x.narrow(0, 0, 1), &warm_up);
+    let net = |vs: &nn::VarStore| Mlp::new(&vs.root(), &MlpSpec::paper_co2(), 1);
+    {
+        // The same prediction on a throwaway net, dropped with its workspace before measuring.
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _ = mc_samples(&net(&vs), &x, &cfg);
+    }
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = net(&vs);
     let before = rss_bytes();
     let peak = AtomicU64::new(before);
     let done = AtomicBool::new(false);
@@ -91,6 +98,13 @@ fn main() {
     for budget in [1usize << 20, 4 << 20, 16 << 20, 256 << 20] {
         let out = Command::new(&exe)
             .env(CHILD, budget.to_string())
+            // Every block of 64 KiB or more gets its own mapping, returned on free, so the
+            // resident set follows the live tensors. Under xtask's settings (a 256 MiB top
+            // pad) tensors come from the heap, and freed heap pages left resident by the
+            // set-up were reused unseen: that undercounted the 16 MiB budget by 10 MiB.
+            .env("MALLOC_MMAP_THRESHOLD_", "65536")
+            .env_remove("MALLOC_TOP_PAD_")
+            .env_remove("MALLOC_TRIM_THRESHOLD_")
             .output()
             .expect("child runs");
         let line = String::from_utf8_lossy(&out.stdout).trim().to_string();

@@ -66,11 +66,16 @@ pub fn mc_samples(model: &dyn McModel, x: &Tensor, cfg: &McConfig) -> Tensor {
         let n = x.size()[0] as usize;
         let budget = effective_budget(x.device(), cfg.memory_budget_bytes);
         let (rows, passes) = chunk_plan(model, n, cfg.samples, budget);
-        let mut per_chunk = Vec::new();
+        // Each forward's outputs go straight into their slice of the result: collecting them
+        // and concatenating at the end held the samples twice.
+        let out_dim = model.output_dim() as i64;
+        let samples = Tensor::empty(
+            [cfg.samples as i64, n as i64, out_dim],
+            (Kind::Float, x.device()),
+        );
         for start in (0..n).step_by(rows) {
             let len = rows.min(n - start);
             let prefix = model.deterministic_prefix(&x.narrow(0, start as i64, len as i64));
-            let mut outs = Vec::new();
             let mut done = 0;
             while done < cfg.samples {
                 let k = passes.min(cfg.samples - done);
@@ -85,12 +90,15 @@ pub fn mc_samples(model: &dyn McModel, x: &Tensor, cfg: &McConfig) -> Tensor {
                         .flatten(0, 1)
                 };
                 let y = model.forward_from_prefix_t(&batch, true);
-                outs.push(y.view([k as i64, len as i64, -1]));
+                let mut slot =
+                    samples
+                        .narrow(0, done as i64, k as i64)
+                        .narrow(1, start as i64, len as i64);
+                slot.copy_(&y.view([k as i64, len as i64, out_dim]));
                 done += k;
             }
-            per_chunk.push(Tensor::cat(&outs, 0));
         }
-        Tensor::cat(&per_chunk, 1).to_kind(Kind::Float)
+        samples
     })
 }
 
