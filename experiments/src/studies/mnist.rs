@@ -130,8 +130,9 @@ fn run_one(
     }
     let mut vs = nn::VarStore::new(device);
     let net = LeNet::new(&vs.root(), &spec, run.seed);
+    // v2: conv2 runs in channels-last memory (same maths, other rounding).
     let key = key_of(&format!(
-        "mnist-v1|{spec:?}|{trainer:?}|{}|{n_train}",
+        "mnist-v2|{spec:?}|{trainer:?}|{}|{n_train}",
         run.seed
     ));
     let monitor = cfg.monitor_images.min(test.len()) as i64;
