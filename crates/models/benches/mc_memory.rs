@@ -116,7 +116,7 @@ fn main() {
             );
             std::process::exit(1);
         }
-        let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);
+        let mib = |b: u64| format!("{:.2} MiB", b as f64 / (1 << 20) as f64);
         let effective = budget.min(16 << 20) as u64;
         println!(
             "{:>12} {:>12} {:>14} {:>12} {:>10} {:>8}",

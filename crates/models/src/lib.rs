@@ -4,6 +4,7 @@ pub mod dropout;
 pub mod gp;
 mod inplace;
 pub mod lenet;
+pub mod linear;
 pub mod mc;
 pub mod mlp;
 pub mod pool;
@@ -28,4 +29,10 @@ pub trait McModel: tch::nn::ModuleT {
     fn widest_activation(&self) -> usize;
     /// Number of outputs per input.
     fn output_dim(&self) -> usize;
+    /// Bytes a forward of `rows` input rows holds beside its activations (oneDNN's copy of a
+    /// layer's weights, see [`linear`]), for the memory plan.
+    fn scratch_bytes(&self, rows: usize) -> usize {
+        let _ = rows;
+        0
+    }
 }

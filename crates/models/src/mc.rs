@@ -52,9 +52,35 @@ pub fn chunk_plan(
     budget: usize,
 ) -> (usize, usize) {
     let per_row = bytes_per_row(model);
-    let rows = (budget / per_row).clamp(1, n_inputs.max(1));
-    let passes = (budget / (per_row * rows)).clamp(1, samples.max(1));
-    (rows, passes)
+    let plan = |budget: usize| {
+        let rows = (budget / per_row).clamp(1, n_inputs.max(1));
+        let passes = (budget / (per_row * rows)).clamp(1, samples.max(1));
+        (rows, passes)
+    };
+    let scratch = |(rows, passes): (usize, usize)| model.scratch_bytes(rows * passes);
+    let full = plan(budget);
+    if scratch(full) == 0 {
+        return full;
+    }
+    // The forward's batch needs scratch memory (oneDNN's weight copy): plan the activations
+    // in what it leaves, if that batch still has the scratch's kernel ...
+    let beside = plan(budget.saturating_sub(scratch(full)));
+    if scratch(full) < budget && scratch(beside) > 0 {
+        return beside;
+    }
+    // ... or else take the largest batch that needs no scratch (the scratch grows with the
+    // batch: none below a row count, then a fixed size).
+    let (mut ok, mut too_big) = (0, full.0 * full.1);
+    while too_big - ok > 1 {
+        let mid = (ok + too_big) / 2;
+        if model.scratch_bytes(mid) == 0 {
+            ok = mid;
+        } else {
+            too_big = mid;
+        }
+    }
+    let rows = full.0.min(ok.max(1));
+    (rows, (ok / rows).clamp(1, full.1))
 }
 
 /// T stochastic passes over `x` ([N, ...]): returns [T, N, out] (f32, on `x`'s device).
@@ -208,9 +234,81 @@ mod tests {
         let vs = nn::VarStore::new(Device::Cpu);
         let co2 = Mlp::new(&vs.root(), &MlpSpec::paper_co2(), 1);
         let budget = effective_budget(Device::Cpu, 1 << 30);
-        assert_eq!(chunk_plan(&co2, 1000, 100, budget), (1000, 1));
-        assert_eq!(chunk_plan(&co2, 100, 100, budget), (100, 10));
-        assert_eq!(chunk_plan(&co2, 5000, 100, budget), (1024, 1));
+        if crate::linear::scratch_bytes(
+            &Tensor::zeros([1024, 1024], (Kind::Float, Device::Cpu)),
+            1024,
+        ) > 0
+        {
+            // oneDNN's 4 MiB copy of a 1024 x 1024 weight comes off the top: 768 row-passes.
+            assert_eq!(chunk_plan(&co2, 1000, 100, budget), (768, 1));
+            assert_eq!(chunk_plan(&co2, 100, 100, budget), (100, 7));
+            // At 4 MiB that copy would leave too few rows for oneDNN: MKL's 255.
+            assert_eq!(chunk_plan(&co2, 1000, 100, 4 << 20), (255, 1));
+        } else {
+            assert_eq!(chunk_plan(&co2, 1000, 100, budget), (1000, 1));
+            assert_eq!(chunk_plan(&co2, 100, 100, budget), (100, 10));
+            assert_eq!(chunk_plan(&co2, 1000, 100, 4 << 20), (256, 1));
+        }
+    }
+
+    /// A model whose forwards of `threshold` rows or more hold `scratch` bytes: the plan keeps
+    /// activations (4 x widest f32 per row) plus scratch within the budget.
+    #[derive(Debug)]
+    struct Scratchy {
+        threshold: usize,
+        scratch: usize,
+    }
+
+    impl tch::nn::ModuleT for Scratchy {
+        fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
+            xs.shallow_clone()
+        }
+    }
+
+    impl McModel for Scratchy {
+        fn deterministic_prefix(&self, xs: &Tensor) -> Tensor {
+            xs.shallow_clone()
+        }
+        fn forward_from_prefix_t(&self, prefix: &Tensor, _train: bool) -> Tensor {
+            prefix.shallow_clone()
+        }
+        fn reseed_masks(&self, _seed: u64) {}
+        fn widest_activation(&self) -> usize {
+            64
+        }
+        fn output_dim(&self) -> usize {
+            1
+        }
+        fn scratch_bytes(&self, rows: usize) -> usize {
+            if rows >= self.threshold {
+                self.scratch
+            } else {
+                0
+            }
+        }
+    }
+
+    #[test]
+    fn plans_leave_room_for_scratch_or_stay_below_it() {
+        let m = Scratchy {
+            threshold: 100,
+            scratch: 50 << 10,
+        };
+        let kib = 1 << 10; // bytes per row: 64 units x 4 copies x 4 B
+                           // (inputs, passes, budget) -> plan
+        let cases = [
+            ((10_000, 10, 1000 * kib), (950, 1)), // scratch off the top
+            ((10_000, 10, 120 * kib), (99, 1)),   // what is left is too few: stay below
+            ((10_000, 10, 40 * kib), (40, 1)),    // small enough for no scratch at all
+            ((30, 10, 1000 * kib), (30, 10)),     // passes batched, scratch fits
+            ((30, 10, 150 * kib), (30, 3)),       // 99 row-passes at most without scratch
+        ];
+        for ((n, t, budget), want) in cases {
+            let (rows, passes) = chunk_plan(&m, n, t, budget);
+            assert_eq!((rows, passes), want, "n {n} T {t} budget {budget}");
+            let used = rows * passes * kib + m.scratch_bytes(rows * passes);
+            assert!(used <= budget, "{used} bytes over a budget of {budget}");
+        }
     }
 
     #[test]

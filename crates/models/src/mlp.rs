@@ -237,9 +237,11 @@ impl Mlp {
     }
 
     /// The hidden layers outside autograd, in the workspace: each Linear writes into a buffer
-    /// (`linear_out`, the same kernel as `linear`), and its activation and dropout mask are
-    /// applied there in place. The same floats as the plain path. `None` (nothing done) when
-    /// gradients are tracked, `h` is not a 2-D CPU f32 tensor, or the batch is too large.
+    /// (`linear_out`, libtorch's kernel, which `crate::linear` uses below oneDNN's row
+    /// threshold), and its activation and dropout mask are applied there in place. The same
+    /// floats as the plain path. `None` (nothing done) when gradients are tracked, `h` is not
+    /// a 2-D CPU f32 tensor, or the batch is too large or goes to oneDNN (whose outputs are
+    /// fresh tensors anyway, masked in place by the plain path).
     fn hidden_in_workspace(&self, h: &Tensor, prefix_done: bool, train: bool) -> Option<Tensor> {
         let hidden = self.layers.len() - 1;
         let &[rows, _] = h.size().as_slice() else {
@@ -247,7 +249,12 @@ impl Mlp {
         };
         let widest = self.spec.hidden.iter().copied().max().unwrap_or(0) as i64;
         let need = rows * widest;
-        if need == 0 || need > WORKSPACE_MAX_ELEMENTS || !crate::inplace::is_plain_cpu_f32(h) {
+        // Batches that oneDNN takes get fresh outputs from it (see `crate::linear`).
+        if need == 0
+            || need > WORKSPACE_MAX_ELEMENTS
+            || !crate::inplace::is_plain_cpu_f32(h)
+            || self.scratch_bytes(rows as usize) > 0
+        {
             return None;
         }
         // Last, as the only check that runs an op.
@@ -285,7 +292,7 @@ impl Mlp {
         }
         let (w, b) = &self.layers[hidden];
         // The output is a fresh tensor: the workspace is overwritten by the next forward.
-        Some(h.linear(w, Some(b)))
+        Some(crate::linear::linear(&h, w, b))
     }
 }
 
@@ -295,7 +302,7 @@ impl McModel for Mlp {
         match (&self.input_dropout, self.layers.len() > 1) {
             (None, true) => {
                 let (w, b) = &self.layers[0];
-                self.activation.apply(&xs.linear(w, Some(b)))
+                self.activation.apply(&crate::linear::linear(xs, w, b))
             }
             _ => xs.shallow_clone(),
         }
@@ -313,7 +320,7 @@ impl McModel for Mlp {
         let last = self.layers.len() - 1;
         for (i, (w, b)) in self.layers.iter().enumerate() {
             if i == last {
-                return h.linear(w, Some(b));
+                return crate::linear::linear(&h, w, b);
             }
             let dropout = &self.hidden_dropout[i];
             h = if i == 0 && prefix_done {
@@ -321,7 +328,7 @@ impl McModel for Mlp {
             } else {
                 // The linear's output is ours alone: under no_grad, ReLU and the mask go into
                 // its memory in one pass.
-                let z = h.linear(w, Some(b));
+                let z = crate::linear::linear(&h, w, b);
                 match self.activation {
                     Activation::Relu => dropout.forward_owned(z, train, true),
                     act => dropout.forward_owned(act.apply(&z), train, false),
@@ -350,6 +357,14 @@ impl McModel for Mlp {
 
     fn output_dim(&self) -> usize {
         self.spec.output_dim
+    }
+
+    fn scratch_bytes(&self, rows: usize) -> usize {
+        self.layers
+            .iter()
+            .map(|(w, _)| crate::linear::scratch_bytes(w, rows))
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -408,6 +423,44 @@ mod tests {
             })
             .collect();
         assert!(outs[0].equal(&outs[1]));
+    }
+
+    /// Batches of `ONEDNN_MIN_ROWS` rows or more through layers of `ONEDNN_MIN_WEIGHTS` or
+    /// more run through oneDNN: the same floats with and without autograd (masks included),
+    /// within float rounding of libtorch's `linear`.
+    #[test]
+    fn onednn_batches_match_the_tracked_path_and_libtorch_linear() {
+        let rows = crate::linear::ONEDNN_MIN_ROWS as i64 + 44;
+        // Two layers big enough for oneDNN between small ones.
+        let spec = MlpSpec {
+            hidden: vec![600, 512, 512, 40],
+            ..spec(Activation::Relu, 0.0)
+        };
+        let vs = nn::VarStore::new(Device::Cpu);
+        let m = Mlp::new(&vs.root(), &spec, 9);
+        let x = Tensor::linspace(-2.0, 2.0, rows, (Kind::Float, Device::Cpu)).view([rows, 1]);
+        assert_eq!(
+            m.scratch_bytes(rows as usize),
+            600 * 512 * 4,
+            "oneDNN takes this batch"
+        );
+        for train in [false, true] {
+            m.reseed_masks(3);
+            let a = tch::no_grad(|| m.forward_t(&x, train));
+            m.reseed_masks(3);
+            let b = m.forward_t(&x, train);
+            assert!(b.requires_grad() && !a.requires_grad());
+            assert!(a.equal(&b.detach()), "train {train}");
+        }
+        let mut h = x.shallow_clone();
+        for (i, (w, b)) in m.layers.iter().enumerate() {
+            h = h.linear(w, Some(b));
+            if i + 1 < m.layers.len() {
+                h = h.relu();
+            }
+        }
+        let ours = tch::no_grad(|| m.forward_t(&x, false));
+        assert!(ours.allclose(&h.detach(), 1e-4, 1e-5, false));
     }
 
     /// Outside autograd the hidden layers run in the workspace, in place; with gradients

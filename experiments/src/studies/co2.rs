@@ -243,9 +243,10 @@ fn run_one(
     trainer.weight_decay = weight_decay;
     let mut vs = nn::VarStore::new(ctx.device);
     let model = Mlp::new(&vs.root(), &spec, run.seed);
-    // v2: Adam became mcd_trainer's fused update (same maths, other rounding).
+    // v2: Adam became mcd_trainer's fused update; v3: layers of 512 x 512 weights or more, on
+    // batches of 256 rows or more, through oneDNN (same maths, other rounding).
     let key = key_of(&format!(
-        "co2-v2|{spec:?}|{trainer:?}|{}|{:?}",
+        "co2-v3|{spec:?}|{trainer:?}|{}|{:?}",
         run.seed, inputs.y_train
     ));
     let train = load_or_train(cache, &key, &mut vs, ctx.retrain, out, &run.name, |vs| {
