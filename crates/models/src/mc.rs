@@ -52,8 +52,12 @@ pub fn chunk_plan(
     budget: usize,
 ) -> (usize, usize) {
     let per_row = bytes_per_row(model);
+    let n = n_inputs.max(1);
+    // Equal chunks: 1000 inputs at 768 rows a chunk become two chunks of 500, not 768 and a
+    // tail of 232 that may be too small for the faster kernel.
+    let balanced = |most: usize| n.div_ceil(n.div_ceil(most.clamp(1, n)));
     let plan = |budget: usize| {
-        let rows = (budget / per_row).clamp(1, n_inputs.max(1));
+        let rows = balanced(budget / per_row);
         let passes = (budget / (per_row * rows)).clamp(1, samples.max(1));
         (rows, passes)
     };
@@ -79,7 +83,7 @@ pub fn chunk_plan(
             too_big = mid;
         }
     }
-    let rows = full.0.min(ok.max(1));
+    let rows = balanced(full.0.min(ok));
     (rows, (ok / rows).clamp(1, full.1))
 }
 
@@ -239,16 +243,16 @@ mod tests {
             1024,
         ) > 0
         {
-            // oneDNN's 4 MiB copy of a 1024 x 1024 weight comes off the top: 768 row-passes.
-            assert_eq!(chunk_plan(&co2, 1000, 100, budget), (768, 1));
+            // oneDNN's 4 MiB copy of a 1024 x 1024 weight comes off the top: 768 row-passes,
+            // so two equal chunks.
+            assert_eq!(chunk_plan(&co2, 1000, 100, budget), (500, 1));
             assert_eq!(chunk_plan(&co2, 100, 100, budget), (100, 7));
-            // At 4 MiB that copy would leave too few rows for oneDNN: MKL's 255.
-            assert_eq!(chunk_plan(&co2, 1000, 100, 4 << 20), (255, 1));
         } else {
             assert_eq!(chunk_plan(&co2, 1000, 100, budget), (1000, 1));
             assert_eq!(chunk_plan(&co2, 100, 100, budget), (100, 10));
-            assert_eq!(chunk_plan(&co2, 1000, 100, 4 << 20), (256, 1));
         }
+        // 256 rows fit 4 MiB: four chunks of 250, under oneDNN's threshold, so no scratch.
+        assert_eq!(chunk_plan(&co2, 1000, 100, 4 << 20), (250, 1));
     }
 
     /// A model whose forwards of `threshold` rows or more hold `scratch` bytes: the plan keeps
@@ -297,9 +301,10 @@ mod tests {
         let kib = 1 << 10; // bytes per row: 64 units x 4 copies x 4 B
                            // (inputs, passes, budget) -> plan
         let cases = [
-            ((10_000, 10, 1000 * kib), (950, 1)), // scratch off the top
+            ((10_000, 10, 1000 * kib), (910, 1)), // scratch off the top, 11 equal chunks
             ((10_000, 10, 120 * kib), (99, 1)),   // what is left is too few: stay below
             ((10_000, 10, 40 * kib), (40, 1)),    // small enough for no scratch at all
+            ((250, 1, 60 * kib), (50, 1)),        // five equal chunks, not 60 x 4 + 10
             ((30, 10, 1000 * kib), (30, 10)),     // passes batched, scratch fits
             ((30, 10, 150 * kib), (30, 3)),       // 99 row-passes at most without scratch
         ];
