@@ -17,7 +17,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use mcd_models::mc::{chunk_plan, mc_samples, McConfig};
+use mcd_models::mc::{chunk_plan, effective_budget, mc_samples, McConfig};
 use mcd_models::mlp::{Mlp, MlpSpec};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -65,14 +65,16 @@ fn child(budget: usize) {
         done.store(true, Ordering::Relaxed);
         y
     });
-    let plan = chunk_plan(&net, N, T, budget.min(16 << 20));
+    let effective = effective_budget(&net, Device::Cpu, budget);
+    let plan = chunk_plan(&net, N, T, effective);
     println!(
-        "{}\t{}\t{}\t{}\t{}",
+        "{}\t{}\t{}\t{}\t{}\t{}",
         budget,
         peak.load(Ordering::Relaxed) - before,
         samples.numel() * 4,
         plan.0,
-        plan.1
+        plan.1,
+        effective
     );
 }
 
@@ -109,7 +111,7 @@ fn main() {
             .expect("child runs");
         let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
         let f: Vec<u64> = line.split('\t').filter_map(|v| v.parse().ok()).collect();
-        if f.len() != 5 {
+        if f.len() != 6 {
             eprintln!(
                 "mc_memory: child for budget {budget} failed: {line} {}",
                 String::from_utf8_lossy(&out.stderr)
@@ -117,7 +119,7 @@ fn main() {
             std::process::exit(1);
         }
         let mib = |b: u64| format!("{:.2} MiB", b as f64 / (1 << 20) as f64);
-        let effective = budget.min(16 << 20) as u64;
+        let effective = f[5];
         println!(
             "{:>12} {:>12} {:>14} {:>12} {:>10} {:>8}",
             mib(budget as u64),

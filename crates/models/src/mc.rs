@@ -10,12 +10,14 @@ use crate::McModel;
 /// from the OS on every call (glibc serves them with mmap), so every element-wise op pays a
 /// page fault per 4 KiB and MC prediction ran at half the matmul speed; about a thousand
 /// 1024-wide rows per forward is already large enough for the matmuls to run at full speed.
+/// A model's scratch (oneDNN's weight copy, [`McModel::scratch_bytes`]) comes on top.
 const CPU_CHUNK_BYTES: usize = 16 << 20;
 
-/// The budget actually used for activations on `device`.
-fn effective_budget(device: Device, budget: usize) -> usize {
+/// The budget [`mc_samples`] plans `model`'s forwards on `device` with: on the CPU at most the
+/// activation cap plus the model's largest scratch (so the cap bounds the activations alone).
+pub fn effective_budget(model: &dyn McModel, device: Device, budget: usize) -> usize {
     match device {
-        Device::Cpu => budget.min(CPU_CHUNK_BYTES),
+        Device::Cpu => budget.min(CPU_CHUNK_BYTES + model.scratch_bytes(usize::MAX)),
         _ => budget,
     }
 }
@@ -94,7 +96,7 @@ pub fn mc_samples(model: &dyn McModel, x: &Tensor, cfg: &McConfig) -> Tensor {
     tch::no_grad(|| {
         model.reseed_masks(cfg.seed);
         let n = x.size()[0] as usize;
-        let budget = effective_budget(x.device(), cfg.memory_budget_bytes);
+        let budget = effective_budget(model, x.device(), cfg.memory_budget_bytes);
         let (rows, passes) = chunk_plan(model, n, cfg.samples, budget);
         // Each forward's outputs go straight into their slice of the result: collecting them
         // and concatenating at the end held the samples twice.
@@ -230,26 +232,27 @@ mod tests {
 
     #[test]
     fn cpu_chunks_are_capped_and_other_devices_keep_the_budget() {
-        assert_eq!(effective_budget(Device::Cpu, usize::MAX), CPU_CHUNK_BYTES);
-        assert_eq!(effective_budget(Device::Cpu, 1000), 1000);
-        assert_eq!(effective_budget(Device::Cuda(0), usize::MAX), usize::MAX);
-        // The paper's CO2 net (widest layer 1024) gets about a thousand rows per forward:
-        // 16 MiB / (4 x 1024 x 4 B) = 1024 row-passes.
         let vs = nn::VarStore::new(Device::Cpu);
         let co2 = Mlp::new(&vs.root(), &MlpSpec::paper_co2(), 1);
-        let budget = effective_budget(Device::Cpu, 1 << 30);
-        if crate::linear::scratch_bytes(
-            &Tensor::zeros([1024, 1024], (Kind::Float, Device::Cpu)),
-            1024,
-        ) > 0
-        {
-            // oneDNN's 4 MiB copy of a 1024 x 1024 weight comes off the top: 768 row-passes,
-            // so two equal chunks.
-            assert_eq!(chunk_plan(&co2, 1000, 100, budget), (500, 1));
-            assert_eq!(chunk_plan(&co2, 100, 100, budget), (100, 7));
-        } else {
-            assert_eq!(chunk_plan(&co2, 1000, 100, budget), (1000, 1));
-            assert_eq!(chunk_plan(&co2, 100, 100, budget), (100, 10));
+        // oneDNN's copy of a 1024 x 1024 weight, where this libtorch has oneDNN.
+        let scratch = co2.scratch_bytes(usize::MAX);
+        assert!(scratch == 0 || scratch == 4 << 20, "{scratch}");
+        let cap = CPU_CHUNK_BYTES + scratch;
+        assert_eq!(effective_budget(&co2, Device::Cpu, usize::MAX), cap);
+        assert_eq!(effective_budget(&co2, Device::Cpu, 1000), 1000);
+        assert_eq!(
+            effective_budget(&co2, Device::Cuda(0), usize::MAX),
+            usize::MAX
+        );
+        // The paper's CO2 net (widest layer 1024) gets about a thousand rows per forward:
+        // 16 MiB / (4 x 1024 x 4 B) = 1024 row-passes, with the scratch beside them.
+        let budget = effective_budget(&co2, Device::Cpu, 1 << 30);
+        assert_eq!(chunk_plan(&co2, 1000, 100, budget), (1000, 1));
+        assert_eq!(chunk_plan(&co2, 100, 100, budget), (100, 10));
+        assert_eq!(chunk_plan(&co2, 5000, 100, budget), (1000, 1));
+        if scratch > 0 {
+            // A 16 MiB budget must hold the scratch too: 768 row-passes, two equal chunks.
+            assert_eq!(chunk_plan(&co2, 1000, 100, 16 << 20), (500, 1));
         }
         // 256 rows fit 4 MiB: four chunks of 250, under oneDNN's threshold, so no scratch.
         assert_eq!(chunk_plan(&co2, 1000, 100, 4 << 20), (250, 1));
