@@ -176,36 +176,27 @@ def workloads(t):
     )
 
     images, labels = mnist_test(64)
-    train_lenet = lenet(False).train()
-    sgd = torch.optim.SGD(train_lenet.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
 
-    def lenet_step():
-        loss = F.cross_entropy(train_lenet(images), labels)
-        sgd.zero_grad()
-        loss.backward()
-        sgd.step()
+    def lenet_sgd_step(net, batch):
+        """One SGD step of `net` on `batch` with the Caffe solver's momentum and decay."""
+        sgd = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
 
-    out.append(("train/sgd_step_lenet_b64", 3.0 * 2.0 * LENET_MACS * 64, None, lenet_step))
+        def step():
+            loss = F.cross_entropy(net(batch), labels)
+            sgd.zero_grad()
+            loss.backward()
+            sgd.step()
 
+        return step
+
+    lenet_step_flop = 3.0 * 2.0 * LENET_MACS * 64
+    out.append(("train/sgd_step_lenet_b64", lenet_step_flop, None, lenet_sgd_step(lenet(False).train(), images)))
     # The same step with the whole net and the batch in channels-last memory, which a PyTorch
     # user can ask for; the Rust LeNet runs conv2 that way on the CPU.
     cl_lenet = lenet(False).train().to(memory_format=torch.channels_last)
     cl_images = images.contiguous(memory_format=torch.channels_last)
-    cl_sgd = torch.optim.SGD(cl_lenet.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-
-    def lenet_step_channels_last():
-        loss = F.cross_entropy(cl_lenet(cl_images), labels)
-        cl_sgd.zero_grad()
-        loss.backward()
-        cl_sgd.step()
-
     out.append(
-        (
-            "train/sgd_step_lenet_b64_torch_channels_last",
-            3.0 * 2.0 * LENET_MACS * 64,
-            None,
-            lenet_step_channels_last,
-        )
+        ("train/sgd_step_lenet_b64_torch_channels_last", lenet_step_flop, None, lenet_sgd_step(cl_lenet, cl_images))
     )
 
     mc_images, _ = mnist_test(1000)

@@ -65,13 +65,14 @@ pub fn chunk_plan(
     };
     let scratch = |(rows, passes): (usize, usize)| model.scratch_bytes(rows * passes);
     let full = plan(budget);
-    if scratch(full) == 0 {
+    let full_scratch = scratch(full);
+    if full_scratch == 0 {
         return full;
     }
     // The forward's batch needs scratch memory (oneDNN's weight copy): plan the activations
     // in what it leaves, if that batch still has the scratch's kernel ...
-    let beside = plan(budget.saturating_sub(scratch(full)));
-    if scratch(full) < budget && scratch(beside) > 0 {
+    let beside = plan(budget.saturating_sub(full_scratch));
+    if full_scratch < budget && scratch(beside) > 0 {
         return beside;
     }
     // ... or else take the largest batch that needs no scratch (the scratch grows with the
