@@ -159,6 +159,11 @@ impl Dropout {
         self.fill_range(call, 0, out, threads);
     }
 
+    /// The value of a kept unit's mask, 1 / (1 - effective rate).
+    pub(crate) fn scale(&self) -> f32 {
+        self.scale
+    }
+
     /// Whether this layer drops anything (p rounded to 2^-16 is above 0).
     pub fn is_active(&self) -> bool {
         self.threshold > 0

@@ -9,6 +9,7 @@ pub mod mc;
 pub mod mlp;
 pub mod pool;
 pub mod rng;
+mod shared_product;
 pub mod stacked;
 
 use tch::Tensor;
@@ -34,5 +35,27 @@ pub trait McModel: tch::nn::ModuleT {
     fn scratch_bytes(&self, rows: usize) -> usize {
         let _ = rows;
         0
+    }
+    /// Bytes [`McModel::chunk_passes`] needs beside the activations and the scratch to share
+    /// work between the passes over a chunk (0: it shares nothing).
+    fn sharing_bytes(&self) -> usize {
+        0
+    }
+    /// All `samples` stochastic passes over one chunk's prefix, `passes` per forward: gives
+    /// `emit` each forward's outputs ([k * rows, out], pass-major) with the number of passes
+    /// before them and k. `room` is what the memory budget leaves beside the planned
+    /// activations and scratch: a model shares work between the passes only if
+    /// [`McModel::sharing_bytes`] fit in it. By default each forward runs
+    /// `forward_from_prefix_t` on the prefix repeated k times ([`mc::repeated_passes`]).
+    fn chunk_passes(
+        &self,
+        prefix: &Tensor,
+        samples: usize,
+        passes: usize,
+        room: usize,
+        emit: &mut dyn FnMut(usize, usize, &Tensor),
+    ) {
+        let _ = room;
+        mc::repeated_passes(self, prefix, samples, passes, emit);
     }
 }

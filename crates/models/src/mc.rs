@@ -10,14 +10,18 @@ use crate::McModel;
 /// from the OS on every call (glibc serves them with mmap), so every element-wise op pays a
 /// page fault per 4 KiB and MC prediction ran at half the matmul speed; about a thousand
 /// 1024-wide rows per forward is already large enough for the matmuls to run at full speed.
-/// A model's scratch (oneDNN's weight copy, [`McModel::scratch_bytes`]) comes on top.
+/// A model's scratch (oneDNN's weight copy, [`McModel::scratch_bytes`]) and what it needs to
+/// share work between passes ([`McModel::sharing_bytes`]) come on top.
 const CPU_CHUNK_BYTES: usize = 16 << 20;
 
 /// The budget [`mc_samples`] plans `model`'s forwards on `device` with: on the CPU at most the
-/// activation cap plus the model's largest scratch (so the cap bounds the activations alone).
+/// activation cap plus the model's largest scratch and its sharing bytes (so the cap bounds
+/// the activations alone).
 pub fn effective_budget(model: &dyn McModel, device: Device, budget: usize) -> usize {
     match device {
-        Device::Cpu => budget.min(CPU_CHUNK_BYTES + model.scratch_bytes(usize::MAX)),
+        Device::Cpu => {
+            budget.min(CPU_CHUNK_BYTES + model.scratch_bytes(usize::MAX) + model.sharing_bytes())
+        }
         _ => budget,
     }
 }
@@ -55,6 +59,14 @@ pub fn chunk_plan(
 ) -> (usize, usize) {
     let per_row = bytes_per_row(model);
     let n = n_inputs.max(1);
+    // Keep the bytes for sharing work between passes out of the plan, where the budget is
+    // large enough that the activations still get half of it.
+    let sharing = model.sharing_bytes();
+    let budget = if sharing > 0 && budget >= 2 * sharing {
+        budget - sharing
+    } else {
+        budget
+    };
     // Equal chunks: 1000 inputs at 768 rows a chunk become two chunks of 500, not 768 and a
     // tail of 232 that may be too small for the faster kernel.
     let balanced = |most: usize| n.div_ceil(n.div_ceil(most.clamp(1, n)));
@@ -99,6 +111,10 @@ pub fn mc_samples(model: &dyn McModel, x: &Tensor, cfg: &McConfig) -> Tensor {
         let n = x.size()[0] as usize;
         let budget = effective_budget(model, x.device(), cfg.memory_budget_bytes);
         let (rows, passes) = chunk_plan(model, n, cfg.samples, budget);
+        // What the plan leaves of the budget, for work shared between passes.
+        let room = budget
+            .saturating_sub(rows * passes * bytes_per_row(model))
+            .saturating_sub(model.scratch_bytes(rows * passes));
         // Each forward's outputs go straight into their slice of the result: collecting them
         // and concatenating at the end held the samples twice.
         let out_dim = model.output_dim() as i64;
@@ -109,30 +125,43 @@ pub fn mc_samples(model: &dyn McModel, x: &Tensor, cfg: &McConfig) -> Tensor {
         for start in (0..n).step_by(rows) {
             let len = rows.min(n - start);
             let prefix = model.deterministic_prefix(&x.narrow(0, start as i64, len as i64));
-            let mut done = 0;
-            while done < cfg.samples {
-                let k = passes.min(cfg.samples - done);
-                let batch = if k == 1 {
-                    prefix.shallow_clone()
-                } else {
-                    let mut rep_shape = vec![k as i64];
-                    rep_shape.extend(std::iter::repeat_n(1, prefix.dim()));
-                    prefix
-                        .unsqueeze(0)
-                        .repeat(rep_shape.as_slice())
-                        .flatten(0, 1)
-                };
-                let y = model.forward_from_prefix_t(&batch, true);
+            model.chunk_passes(&prefix, cfg.samples, passes, room, &mut |done, k, y| {
                 let mut slot =
                     samples
                         .narrow(0, done as i64, k as i64)
                         .narrow(1, start as i64, len as i64);
                 slot.copy_(&y.view([k as i64, len as i64, out_dim]));
-                done += k;
-            }
+            });
         }
         samples
     })
+}
+
+/// The default [`McModel::chunk_passes`]: each forward runs `forward_from_prefix_t` with
+/// dropout on over the prefix repeated k times (k = `passes`, fewer in the last forward).
+pub fn repeated_passes<M: McModel + ?Sized>(
+    model: &M,
+    prefix: &Tensor,
+    samples: usize,
+    passes: usize,
+    emit: &mut dyn FnMut(usize, usize, &Tensor),
+) {
+    let mut done = 0;
+    while done < samples {
+        let k = passes.max(1).min(samples - done);
+        let batch = if k == 1 {
+            prefix.shallow_clone()
+        } else {
+            let mut rep_shape = vec![k as i64];
+            rep_shape.extend(std::iter::repeat_n(1, prefix.dim()));
+            prefix
+                .unsqueeze(0)
+                .repeat(rep_shape.as_slice())
+                .flatten(0, 1)
+        };
+        emit(done, k, &model.forward_from_prefix_t(&batch, true));
+        done += k;
+    }
 }
 
 /// Standard dropout (weight averaging): one deterministic pass with dropout off. [N, out].
@@ -232,13 +261,67 @@ mod tests {
     }
 
     #[test]
+    fn shared_first_product_samples_match_the_plain_passes() {
+        // Wide enough and a low enough rate for the shared first product: a budget with room
+        // for it gives the plain passes' samples up to rounding; one without runs the plain
+        // passes themselves.
+        let vs = nn::VarStore::new(Device::Cpu);
+        let spec = MlpSpec {
+            input_dim: 1,
+            hidden: vec![128, 128, 128],
+            output_dim: 1,
+            activation: Activation::Relu,
+            dropout: 0.1,
+            input_dropout: 0.0,
+            init: InitScheme::CaffeXavier,
+        };
+        let m = Mlp::new(&vs.root(), &spec, 4);
+        assert!(m.sharing_bytes() > 0);
+        let x = Tensor::linspace(-2.0, 2.0, 30, (Kind::Float, Device::Cpu)).view([30, 1]);
+        let t = 12;
+        for (budget, shared) in [(1 << 30, true), (100 << 10, false)] {
+            let cfg = McConfig {
+                samples: t,
+                memory_budget_bytes: budget,
+                seed: 3,
+            };
+            let fast = mc_samples(&m, &x, &cfg);
+            // The same plan, every pass through the plain matmuls.
+            let (rows, passes) = chunk_plan(&m, 30, t, effective_budget(&m, Device::Cpu, budget));
+            assert_eq!(rows, 30, "one chunk");
+            m.reseed_masks(3);
+            let mut outs = Vec::new();
+            tch::no_grad(|| {
+                let prefix = m.deterministic_prefix(&x);
+                repeated_passes(&m, &prefix, t, passes, &mut |_, k, y| {
+                    outs.push(y.view([k as i64, 30, 1]))
+                });
+            });
+            let plain = Tensor::cat(&outs, 0);
+            let diff = f64::try_from((&fast - &plain).abs().max()).unwrap();
+            if shared {
+                assert!(diff <= 1e-5, "budget {budget}: max difference {diff}");
+                // Another summation order: some of the 360 samples differ in the last bits,
+                // which shows the shared product ran.
+                assert!(!fast.equal(&plain), "budget {budget}: the plain passes ran");
+            } else {
+                assert!(fast.equal(&plain), "budget {budget}: max difference {diff}");
+            }
+        }
+    }
+
+    #[test]
     fn cpu_chunks_are_capped_and_other_devices_keep_the_budget() {
         let vs = nn::VarStore::new(Device::Cpu);
         let co2 = Mlp::new(&vs.root(), &MlpSpec::paper_co2(), 1);
         // oneDNN's copy of a 1024 x 1024 weight, where this libtorch has oneDNN.
         let scratch = co2.scratch_bytes(usize::MAX);
         assert!(scratch == 0 || scratch == 4 << 20, "{scratch}");
-        let cap = CPU_CHUNK_BYTES + scratch;
+        // The transposed 1024 x 1024 weights and the kernel's buffers, to share the first
+        // hidden product between passes.
+        let sharing = co2.sharing_bytes();
+        assert!(sharing > 4 << 20 && sharing < 6 << 20, "{sharing}");
+        let cap = CPU_CHUNK_BYTES + scratch + sharing;
         assert_eq!(effective_budget(&co2, Device::Cpu, usize::MAX), cap);
         assert_eq!(effective_budget(&co2, Device::Cpu, 1000), 1000);
         assert_eq!(
@@ -252,10 +335,12 @@ mod tests {
         assert_eq!(chunk_plan(&co2, 100, 100, budget), (100, 10));
         assert_eq!(chunk_plan(&co2, 5000, 100, budget), (1000, 1));
         if scratch > 0 {
-            // A 16 MiB budget must hold the scratch too: 768 row-passes, two equal chunks.
-            assert_eq!(chunk_plan(&co2, 1000, 100, 16 << 20), (500, 1));
+            // A 16 MiB budget must hold the sharing bytes and the scratch too: 16 MiB less
+            // about 4.8 MiB less 4 MiB leave room for 460 row-passes, three equal chunks.
+            assert_eq!(chunk_plan(&co2, 1000, 100, 16 << 20), (334, 1));
         }
-        // 256 rows fit 4 MiB: four chunks of 250, under oneDNN's threshold, so no scratch.
+        // 256 rows fit 4 MiB: four chunks of 250, under oneDNN's threshold, so no scratch;
+        // too small a budget to keep the sharing bytes out of the plan.
         assert_eq!(chunk_plan(&co2, 1000, 100, 4 << 20), (250, 1));
     }
 

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::sync::Mutex;
 
 use tch::nn::{self, ModuleT};
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
 use crate::dropout::Dropout;
 use crate::rng::{uniform_tensor, SeededRng};
@@ -296,6 +296,64 @@ impl Mlp {
     }
 }
 
+impl Mlp {
+    /// Activation and dropout of hidden layer `i` on its Linear's output `z` (owned: under
+    /// no_grad ReLU and the mask go into its memory in one pass).
+    fn activate(&self, i: usize, z: Tensor, train: bool) -> Tensor {
+        let dropout = &self.hidden_dropout[i];
+        match self.activation {
+            Activation::Relu => dropout.forward_owned(z, train, true),
+            act => dropout.forward_owned(act.apply(&z), train, false),
+        }
+    }
+
+    /// Layers `from..` on `h`, the input of Linear `from`.
+    fn layers_from(&self, mut h: Tensor, from: usize, train: bool) -> Tensor {
+        let last = self.layers.len() - 1;
+        for (i, (w, b)) in self.layers.iter().enumerate().skip(from) {
+            let z = crate::linear::linear(&h, w, b);
+            if i == last {
+                return z;
+            }
+            h = self.activate(i, z, train);
+        }
+        h
+    }
+
+    /// Whether MC passes over `prefix` share the first hidden Linear's product
+    /// ([`crate::shared_product`]): a prefix exists (no input dropout), the first hidden
+    /// dropout drops so little that its dropped units cost less than the plain matmul (the
+    /// subtraction runs at about a third of a matmul's speed per multiply-add, so at most a
+    /// rate of 0.25), the product is shared by enough passes to repay it, and the layer is
+    /// large enough for the matmul to matter. Outside autograd, on the CPU, in f32.
+    fn shares_first_product(&self, prefix: &Tensor, samples: usize) -> bool {
+        self.may_share_first_product()
+            && samples >= SHARED_PRODUCT_MIN_PASSES
+            && prefix.dim() == 2
+            && crate::inplace::is_plain_cpu_f32(prefix)
+            && !records_grad(&self.layers[1].0)
+    }
+
+    /// The parts of [`Mlp::shares_first_product`] fixed by the net's spec and device.
+    fn may_share_first_product(&self) -> bool {
+        let Some(first) = self.hidden_dropout.first() else {
+            return false;
+        };
+        let (w, _) = &self.layers[1];
+        self.input_dropout.is_none()
+            && first.is_active()
+            && first.effective_rate() <= SHARED_PRODUCT_MAX_RATE
+            && w.numel() >= SHARED_PRODUCT_MIN_WEIGHTS
+            && w.device() == Device::Cpu
+            && w.kind() == Kind::Float
+    }
+}
+
+/// Limits of [`Mlp::shares_first_product`].
+const SHARED_PRODUCT_MAX_RATE: f64 = 0.25;
+const SHARED_PRODUCT_MIN_PASSES: usize = 4;
+const SHARED_PRODUCT_MIN_WEIGHTS: usize = 64 * 64;
+
 impl McModel for Mlp {
     fn deterministic_prefix(&self, xs: &Tensor) -> Tensor {
         // Without input dropout the first Linear + activation does not depend on the mask.
@@ -310,32 +368,86 @@ impl McModel for Mlp {
 
     fn forward_from_prefix_t(&self, prefix: &Tensor, train: bool) -> Tensor {
         let prefix_done = self.input_dropout.is_none() && self.layers.len() > 1;
-        let mut h = match &self.input_dropout {
+        let h = match &self.input_dropout {
             Some(d) => d.forward(prefix, train),
             None => prefix.shallow_clone(),
         };
         if let Some(out) = self.hidden_in_workspace(&h, prefix_done, train) {
             return out;
         }
-        let last = self.layers.len() - 1;
-        for (i, (w, b)) in self.layers.iter().enumerate() {
-            if i == last {
-                return crate::linear::linear(&h, w, b);
-            }
-            let dropout = &self.hidden_dropout[i];
-            h = if i == 0 && prefix_done {
-                dropout.forward(&h, train)
-            } else {
-                // The linear's output is ours alone: under no_grad, ReLU and the mask go into
-                // its memory in one pass.
-                let z = crate::linear::linear(&h, w, b);
-                match self.activation {
-                    Activation::Relu => dropout.forward_owned(z, train, true),
-                    act => dropout.forward_owned(act.apply(&z), train, false),
-                }
-            };
+        if prefix_done {
+            let h = self.hidden_dropout[0].forward(&h, train);
+            return self.layers_from(h, 1, train);
         }
-        h
+        self.layers_from(h, 0, train)
+    }
+
+    fn sharing_bytes(&self) -> usize {
+        if !self.may_share_first_product() {
+            return 0;
+        }
+        let size = self.layers[1].0.size();
+        crate::shared_product::scratch_bytes(
+            size[1] as usize,
+            size[0] as usize,
+            crate::dropout::mask_threads(),
+        )
+    }
+
+    fn chunk_passes(
+        &self,
+        prefix: &Tensor,
+        samples: usize,
+        passes: usize,
+        room: usize,
+        emit: &mut dyn FnMut(usize, usize, &Tensor),
+    ) {
+        let prefix = prefix.contiguous();
+        let shared = room >= self.sharing_bytes() && self.shares_first_product(&prefix, samples);
+        let &[len, in_dim] = prefix.size().as_slice() else {
+            return crate::mc::repeated_passes(self, &prefix, samples, passes, emit);
+        };
+        if !shared {
+            return crate::mc::repeated_passes(self, &prefix, samples, passes, emit);
+        }
+        let (w, b) = &self.layers[1];
+        let dropout = &self.hidden_dropout[0];
+        let out_dim = w.size()[0];
+        // The kept units' inputs are s·p_j in the plain path too.
+        let product = crate::linear::linear(&(&prefix * f64::from(dropout.scale())), w, b);
+        let mut run = |p: &[f32], c: &[f32], w: &[f32]| {
+            let shared = crate::shared_product::Shared::new(p, c, w, in_dim as usize);
+            let mut done = 0;
+            while done < samples {
+                let k = passes.max(1).min(samples - done);
+                // This forward's mask is the call the plain path would draw for the prefix
+                // repeated k times.
+                let call = dropout.next_call();
+                dropout.skip_calls(1);
+                let mut z = Tensor::empty([k as i64 * len, out_dim], (Kind::Float, Device::Cpu));
+                crate::inplace::with_mut(&mut z, |out: &mut [f32]| {
+                    let threads = crate::dropout::mask_threads();
+                    crate::shared_product::passes(&shared, dropout, call, out, threads);
+                })
+                .expect("a fresh CPU f32 tensor");
+                let y = if self.layers.len() == 2 {
+                    z
+                } else {
+                    self.layers_from(self.activate(1, z, true), 2, true)
+                };
+                emit(done, k, &y);
+                done += k;
+            }
+        };
+        use crate::inplace::with_ref;
+        with_ref(&prefix, |p: &[f32]| {
+            with_ref(&product, |c: &[f32]| {
+                with_ref(&w.contiguous(), |w: &[f32]| run(p, c, w))
+            })
+        })
+        .flatten()
+        .flatten()
+        .expect("contiguous CPU f32 tensors");
     }
 
     fn reseed_masks(&self, seed: u64) {
@@ -383,7 +495,6 @@ impl ModuleT for Mlp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::{Device, Kind};
 
     fn spec(act: Activation, input_dropout: f64) -> MlpSpec {
         MlpSpec {
@@ -502,5 +613,104 @@ mod tests {
             h
         };
         assert!(m.forward_t(&x, false).allclose(&direct, 1e-6, 1e-6, false));
+    }
+
+    /// Every forward's outputs of all passes over `prefix`, in order.
+    fn collect(
+        run: impl FnOnce(&mut dyn FnMut(usize, usize, &Tensor)),
+    ) -> (Vec<(usize, usize)>, Tensor) {
+        let mut calls = Vec::new();
+        let mut outs = Vec::new();
+        run(&mut |done, k, y| {
+            calls.push((done, k));
+            outs.push(y.copy());
+        });
+        (calls, Tensor::cat(&outs, 0))
+    }
+
+    #[test]
+    fn shared_first_product_gives_the_plain_passes() {
+        // Widths off the kernel's tile (128) and row block (32); one and two hidden layers
+        // after the prefix; ReLU (zeros in the prefix) and TanH; one and several passes per
+        // forward, and a last forward with fewer.
+        // The last case has no hidden layer after the shared one: its product is the output.
+        for (act, hidden, out, rate, len, passes) in [
+            (Activation::Relu, vec![96, 200, 64], 2, 0.1, 45, 1),
+            (Activation::Relu, vec![96, 200, 64], 2, 0.1, 45, 3),
+            (Activation::Tanh, vec![160, 130], 2, 0.2, 7, 4),
+            (Activation::Relu, vec![256], 40, 0.05, 33, 2),
+        ] {
+            let spec = MlpSpec {
+                input_dim: 3,
+                hidden: hidden.clone(),
+                output_dim: out,
+                activation: act,
+                dropout: rate,
+                input_dropout: 0.0,
+                init: InitScheme::Torch,
+            };
+            let vs = nn::VarStore::new(Device::Cpu);
+            let m = Mlp::new(&vs.root(), &spec, 11);
+            let x = Tensor::randn([len, 3], (Kind::Float, Device::Cpu));
+            let samples = 10;
+            let (plain_calls, plain, shared_calls, shared) = tch::no_grad(|| {
+                let prefix = m.deterministic_prefix(&x);
+                assert!(m.shares_first_product(&prefix, samples), "{hidden:?}");
+                m.reseed_masks(5);
+                let (pc, p) =
+                    collect(|emit| crate::mc::repeated_passes(&m, &prefix, samples, passes, emit));
+                m.reseed_masks(5);
+                let (sc, s) =
+                    collect(|emit| m.chunk_passes(&prefix, samples, passes, usize::MAX, emit));
+                (pc, p, sc, s)
+            });
+            let what = format!("{act:?} {hidden:?} p={rate} rows={len} passes={passes}");
+            assert_eq!(plain_calls, shared_calls, "{what}");
+            assert_eq!(plain.size(), shared.size(), "{what}");
+            let diff = f64::try_from((&plain - &shared).abs().max()).unwrap();
+            let scale = f64::try_from(plain.abs().max()).unwrap();
+            assert!(
+                diff <= 1e-5 * scale.max(1.0),
+                "{what}: differs by {diff} (max {scale})"
+            );
+            // The passes differ from each other (the masks were applied).
+            let per_pass = plain.view([samples as i64, len, out as i64]);
+            let spread = f64::try_from(per_pass.std_dim(0, true, false).mean(Kind::Float)).unwrap();
+            assert!(spread > 1e-3, "{what}: passes do not vary ({spread})");
+            // Streams continue alike: the next pass draws the same masks on both paths.
+            m.reseed_masks(9);
+        }
+    }
+
+    #[test]
+    fn first_product_is_shared_only_where_it_pays() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let spec = |rate: f64, input_dropout: f64, width: usize| MlpSpec {
+            input_dim: 1,
+            hidden: vec![width, width],
+            output_dim: 1,
+            activation: Activation::Relu,
+            dropout: rate,
+            input_dropout,
+            init: InitScheme::Torch,
+        };
+        let prefix = Tensor::ones([4, 128], (Kind::Float, Device::Cpu));
+        let shares = |rate, input_dropout, width, samples| {
+            let m = Mlp::new(&vs.root(), &spec(rate, input_dropout, width), 1);
+            let prefix = prefix.narrow(1, 0, width as i64);
+            tch::no_grad(|| m.shares_first_product(&prefix, samples))
+        };
+        assert!(shares(0.1, 0.0, 128, 100));
+        assert!(
+            !shares(0.5, 0.0, 128, 100),
+            "a high rate keeps the plain matmul"
+        );
+        assert!(!shares(0.0, 0.0, 128, 100), "no dropout, nothing to share");
+        assert!(!shares(0.1, 0.2, 128, 100), "input dropout: no prefix");
+        assert!(!shares(0.1, 0.0, 128, 2), "too few passes");
+        assert!(!shares(0.1, 0.0, 16, 100), "too small a layer");
+        // Under autograd the plain, differentiable path runs.
+        let m = Mlp::new(&vs.root(), &spec(0.1, 0.0, 128), 1);
+        assert!(!m.shares_first_product(&prefix, 100));
     }
 }

@@ -1,9 +1,12 @@
 //! MC prediction on the paper's CO2 net, T = 100 passes over 1000 inputs: `mc_samples` with a
-//! large (capped to 16 MiB on the CPU) and a small (4 MiB) memory budget, all T passes in one forward (uncapped, as `mc_samples` did
-//! before its CPU cap), and the plain loop of `forward_t(x, true)` that PyTorch code would write.
+//! large (capped to 16 MiB on the CPU) and a small (4 MiB) memory budget; the same plan with
+//! every pass through the plain matmuls (`repeated_passes`, without the shared first product
+//! of `mcd_models::mlp`); all T passes in one forward (uncapped, as `mc_samples` did before
+//! its CPU cap); and the plain loop of `forward_t(x, true)` that PyTorch code would write.
+//! GFLOP/s count the dense net's multiply-adds, also where the shared product skips some.
 
 use criterion::Criterion;
-use mcd_models::mc::{chunk_plan, effective_budget, mc_samples, McConfig};
+use mcd_models::mc::{chunk_plan, effective_budget, mc_samples, repeated_passes, McConfig};
 use mcd_models::McModel;
 use tch::nn::ModuleT;
 use tch::{Device, Kind, Tensor};
@@ -43,6 +46,31 @@ pub fn bench(c: &mut Criterion, report: &mut Report) {
             let _ = mc_samples(&net, &x, &cfg);
         });
     }
+    // mc_samples' plan at 1 GiB with every pass through the plain matmuls.
+    let budget = effective_budget(&net, Device::Cpu, 1 << 30);
+    let (rows, per_forward) = chunk_plan(&net, N, t, budget);
+    report.bench(
+        &mut g,
+        "mc",
+        &format!("repeated_passes_1GiB_T{t}"),
+        Some(flop),
+        None,
+        || {
+            tch::no_grad(|| {
+                net.reseed_masks(7);
+                let out = Tensor::empty([t as i64, N as i64, 1], (Kind::Float, Device::Cpu));
+                for start in (0..N).step_by(rows) {
+                    let len = rows.min(N - start) as i64;
+                    let prefix = net.deterministic_prefix(&x.narrow(0, start as i64, len));
+                    repeated_passes(&net, &prefix, t, per_forward, &mut |done, k, y| {
+                        out.narrow(0, done as i64, k as i64)
+                            .narrow(1, start as i64, len)
+                            .copy_(&y.view([k as i64, len, 1]));
+                    });
+                }
+            })
+        },
+    );
     // All T passes in one forward of T x N rows (what a big budget gave before the CPU cap).
     report.bench(
         &mut g,
