@@ -9,6 +9,7 @@ use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
 use crate::dropout::Dropout;
+use crate::inplace::with_ref;
 use crate::rng::{uniform_tensor, SeededRng};
 use crate::McModel;
 
@@ -404,12 +405,9 @@ impl McModel for Mlp {
     ) {
         let prefix = prefix.contiguous();
         let shared = room >= self.sharing_bytes() && self.shares_first_product(&prefix, samples);
-        let &[len, in_dim] = prefix.size().as_slice() else {
+        let (&[len, in_dim], true) = (prefix.size().as_slice(), shared) else {
             return crate::mc::repeated_passes(self, &prefix, samples, passes, emit);
         };
-        if !shared {
-            return crate::mc::repeated_passes(self, &prefix, samples, passes, emit);
-        }
         let (w, b) = &self.layers[1];
         let dropout = &self.hidden_dropout[0];
         let out_dim = w.size()[0];
@@ -439,7 +437,6 @@ impl McModel for Mlp {
                 done += k;
             }
         };
-        use crate::inplace::with_ref;
         with_ref(&prefix, |p: &[f32]| {
             with_ref(&product, |c: &[f32]| {
                 with_ref(&w.contiguous(), |w: &[f32]| run(p, c, w))

@@ -2,11 +2,11 @@
 //! shared by all passes over an input.
 //!
 //! The plain pass computes `(m ⊙ p) Wᵀ + b` for every pass, where `p` is the deterministic
-//! prefix (the same in all T passes) and `m` the first hidden dropout's mask, `s` (= 1/(1-p))
+//! prefix (the same in all T passes) and `m` the first hidden dropout's mask, `s` (= 1/(1 - rate))
 //! where a unit is kept and 0 where dropped. Since `m ⊙ p = s·p − s·(dropped part of p)`, the
 //! product is `c − Σ_{j dropped} s·p_j W[:, j]` with `c = (s·p) Wᵀ + b` computed once per input.
-//! A pass then costs only its dropped units that are non-zero (at most a fraction p of them;
-//! ReLU zeros cost nothing) instead of a full matmul. Exact algebra, different rounding: the
+//! A pass then costs only its dropped units that are non-zero (a fraction `rate` of them at
+//! most; ReLU zeros cost nothing) instead of a full matmul. Exact algebra, different rounding: the
 //! results agree with the plain path to float precision, not bit for bit. The masks are the
 //! same bits (the same call of the same stream), so nothing else about a seeded run changes.
 
