@@ -146,9 +146,7 @@ pub fn repeated_passes<M: McModel + ?Sized>(
     passes: usize,
     emit: &mut dyn FnMut(usize, usize, &Tensor),
 ) {
-    let mut done = 0;
-    while done < samples {
-        let k = passes.max(1).min(samples - done);
+    for (done, k) in forwards(samples, passes) {
         let batch = if k == 1 {
             prefix.shallow_clone()
         } else {
@@ -160,8 +158,15 @@ pub fn repeated_passes<M: McModel + ?Sized>(
                 .flatten(0, 1)
         };
         emit(done, k, &model.forward_from_prefix_t(&batch, true));
-        done += k;
     }
+}
+
+/// The forwards of `samples` passes run `passes` at a time: (passes before it, passes in it).
+pub(crate) fn forwards(samples: usize, passes: usize) -> impl Iterator<Item = (usize, usize)> {
+    let per = passes.max(1);
+    (0..samples)
+        .step_by(per)
+        .map(move |done| (done, per.min(samples - done)))
 }
 
 /// Standard dropout (weight averaging): one deterministic pass with dropout off. [N, out].

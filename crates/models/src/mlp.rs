@@ -415,9 +415,7 @@ impl McModel for Mlp {
         let product = crate::linear::linear(&(&prefix * f64::from(dropout.scale())), w, b);
         let mut run = |p: &[f32], c: &[f32], w: &[f32]| {
             let shared = crate::shared_product::Shared::new(p, c, w, in_dim as usize);
-            let mut done = 0;
-            while done < samples {
-                let k = passes.max(1).min(samples - done);
+            for (done, k) in crate::mc::forwards(samples, passes) {
                 // This forward's mask is the call the plain path would draw for the prefix
                 // repeated k times.
                 let call = dropout.next_call();
@@ -434,7 +432,6 @@ impl McModel for Mlp {
                     self.layers_from(self.activate(1, z, true), 2, true)
                 };
                 emit(done, k, &y);
-                done += k;
             }
         };
         with_ref(&prefix, |p: &[f32]| {
@@ -674,8 +671,6 @@ mod tests {
             let per_pass = plain.view([samples as i64, len, out as i64]);
             let spread = f64::try_from(per_pass.std_dim(0, true, false).mean(Kind::Float)).unwrap();
             assert!(spread > 1e-3, "{what}: passes do not vary ({spread})");
-            // Streams continue alike: the next pass draws the same masks on both paths.
-            m.reseed_masks(9);
         }
     }
 
