@@ -8,6 +8,12 @@ writes the same TSV as the Rust benches (name, median_s, flop, elements), which
 Needs torch (CPU is enough): `pip install torch==2.11.0` (the version of the libtorch the Rust
 side links). Usage: python3 bench/pytorch_reference.py [--out FILE] [--samples 10] [--filter RE]
 MCD_BENCH_T=N sets the number of MC passes (default 100), as for the Rust benches.
+
+With --serve it measures nothing by itself but answers requests on stdin, for the paired rounds
+of `cargo xtask bench --compare` (the same protocol as the Rust side,
+crates/trainer/benches/benchmarks/paired.rs): it prints `ready<TAB><name>,<name>,...`, then
+for each line `<name> <calls>` runs that workload `calls` times and prints
+`<name><TAB><seconds> <seconds> ...`; a bad request gets `error<TAB><why>`.
 """
 
 import argparse
@@ -211,13 +217,39 @@ def workloads(t):
     return out
 
 
+def serve(t):
+    """Answers `<name> <calls>` requests on stdin with each call's seconds (see the module doc)."""
+    table = {name: fn for name, _, _, fn in workloads(t)}
+    print("ready\t" + ",".join(table), flush=True)
+    for line in sys.stdin:
+        words = line.split()
+        if len(words) != 2 or not words[1].isdigit() or int(words[1]) < 1:
+            print(f"error\texpected `<workload> <calls>`, got `{line.strip()}`", flush=True)
+            continue
+        name, calls = words[0], int(words[1])
+        fn = table.get(name)
+        if fn is None:
+            print(f"error\tunknown workload `{name}`", flush=True)
+            continue
+        times = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        print(name + "\t" + " ".join(f"{s:e}" for s in times), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", help="write the results as TSV to this file")
     ap.add_argument("--samples", type=int, default=10, help="timed calls per workload")
     ap.add_argument("--filter", default="", help="regular expression on workload names")
+    ap.add_argument("--serve", action="store_true", help="answer timing requests on stdin (xtask's paired rounds)")
     args = ap.parse_args()
     t = int(os.environ.get("MCD_BENCH_T", "100"))
+    if args.serve:
+        serve(t)
+        return
     print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads, T = {t}")
     rows = []
     for name, flop, elements, fn in workloads(t):

@@ -23,6 +23,24 @@ pub fn co2_net() -> (nn::VarStore, Mlp) {
     (vs, net)
 }
 
+/// Inputs of MC prediction on the CO2 net.
+pub const MC_INPUTS: usize = 1000;
+
+/// The MC benches' inputs: [`MC_INPUTS`] points spread over the CO2 net's input range.
+pub fn mc_inputs() -> Tensor {
+    let n = MC_INPUTS as i64;
+    Tensor::linspace(-2.0, 3.5, n, (Kind::Float, Device::Cpu)).view([n, 1])
+}
+
+/// MC passes T: 100, or `MCD_BENCH_T` for a quicker run.
+pub fn mc_passes() -> usize {
+    std::env::var("MCD_BENCH_T")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&t| t > 0)
+        .unwrap_or(100)
+}
+
 /// The paper's MNIST LeNet (p = 0.5) with dropout after FC 500 only, or also after the convs.
 pub fn lenet(placement: LeNetDropout) -> (nn::VarStore, LeNet) {
     let vs = nn::VarStore::new(Device::Cpu);

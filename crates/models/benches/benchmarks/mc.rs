@@ -11,24 +11,15 @@ use mcd_models::McModel;
 use tch::nn::ModuleT;
 use tch::{Device, Kind, Tensor};
 
-use super::common::{co2_net, co2_spec, forward_macs, Report};
+use super::common::{co2_net, co2_spec, forward_macs, mc_inputs, mc_passes, Report, MC_INPUTS};
 
 /// Inputs.
-pub const N: usize = 1000;
-
-/// Passes T: 100, or `MCD_BENCH_T` for a quicker run.
-pub fn passes() -> usize {
-    std::env::var("MCD_BENCH_T")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&t| t > 0)
-        .unwrap_or(100)
-}
+const N: usize = MC_INPUTS;
 
 pub fn bench(c: &mut Criterion, report: &mut Report) {
-    let t = passes();
+    let t = mc_passes();
     let (_vs, net) = co2_net();
-    let x = Tensor::linspace(-2.0, 3.5, N as i64, (Kind::Float, Device::Cpu)).view([N as i64, 1]);
+    let x = mc_inputs();
     let flop = 2.0 * forward_macs(&co2_spec()) * (t * N) as f64;
     let mut g = Report::group(c, "mc", 20);
     for (label, budget) in [("1GiB", 1usize << 30), ("4MiB", 4 << 20)] {

@@ -26,25 +26,55 @@ fn half_mse(pred: &Tensor, y: &Tensor) -> Tensor {
         * 0.5
 }
 
-pub fn bench(c: &mut Criterion, report: &mut Report) {
+/// The CO2 training set's shape: N points of x in [-1.7, 1.7], y = sin(3x).
+fn co2_points() -> (Tensor, Tensor) {
     let x = Tensor::linspace(-1.7, 1.7, N, (Kind::Float, Device::Cpu)).view([N, 1]);
     let y = (&x * 3.0).sin();
+    (x, y)
+}
+
+/// `adam_step_co2_n272`: one step of a fresh CO2 net with the trainer's fused Adam, as a
+/// closure that owns its net, optimiser and data (the criterion bench and the paired rounds
+/// of `cargo xtask bench --compare` both run it).
+pub fn co2_adam_step() -> impl FnMut() {
+    let (x, y) = co2_points();
+    let (vs, net) = co2_net();
+    let mut fused = FusedAdam::new(&vs, AdamConfig::new(0.9, 0.999, 1e-6))
+        .expect("Adam builds on a fresh VarStore")
+        .expect("CPU f32 variables");
+    move || fused.backward_step(&half_mse(&net.forward_t(&x, true), &y), 1e-4)
+}
+
+/// `sgd_step_lenet_b64`: one SGD step (momentum 0.9, decay 5e-4) of a fresh MNIST LeNet on
+/// the first 64 test images, as a closure that owns its net, optimiser and batch.
+pub fn lenet_sgd_step() -> impl FnMut() {
+    let (images, labels) = mnist_test(64);
+    let (lenet_vs, net_l) = lenet(LeNetDropout::Fc);
+    let mut sgd = nn::sgd(0.9, 0.0, 5e-4, false)
+        .build(&lenet_vs, 0.01)
+        .expect("SGD builds on a fresh VarStore");
+    move || {
+        let loss = net_l
+            .forward_t(&images, true)
+            .cross_entropy_for_logits(&labels);
+        sgd.backward_step(&loss);
+    }
+}
+
+pub fn bench(c: &mut Criterion, report: &mut Report) {
+    let (x, y) = co2_points();
     // Forward, then backward for the weight gradients and the input gradients (2 x forward).
     let flop = 3.0 * 2.0 * forward_macs(&co2_spec()) * N as f64;
     let mut g = Report::group(c, "train", 5);
 
     // The trainer's Adam (one fused pass per parameter on the CPU) ...
-    let (vs, net) = co2_net();
-    let mut fused = FusedAdam::new(&vs, AdamConfig::new(0.9, 0.999, 1e-6))
-        .expect("Adam builds on a fresh VarStore")
-        .expect("CPU f32 variables");
     report.bench(
         &mut g,
         "train",
         "adam_step_co2_n272",
         Some(flop),
         None,
-        || fused.backward_step(&half_mse(&net.forward_t(&x, true), &y), 1e-4),
+        co2_adam_step(),
     );
     // ... and libtorch's Adam (tch's nn::adam), the same update in about ten passes.
     let (vs, net) = co2_net();
@@ -74,11 +104,6 @@ pub fn bench(c: &mut Criterion, report: &mut Report) {
         seed: 1,
         log_every: STEPS,
     };
-    let (images, labels) = mnist_test(64);
-    let (lenet_vs, net_l) = lenet(LeNetDropout::Fc);
-    let mut sgd = nn::sgd(0.9, 0.0, 5e-4, false)
-        .build(&lenet_vs, 0.01)
-        .expect("SGD builds on a fresh VarStore");
     let (prefix, head) = lenet_macs();
     report.bench(
         &mut g,
@@ -86,12 +111,7 @@ pub fn bench(c: &mut Criterion, report: &mut Report) {
         "sgd_step_lenet_b64",
         Some(3.0 * 2.0 * (prefix + head) * 64.0),
         None,
-        || {
-            let loss = net_l
-                .forward_t(&images, true)
-                .cross_entropy_for_logits(&labels);
-            sgd.backward_step(&loss);
-        },
+        lenet_sgd_step(),
     );
 
     report.bench(
