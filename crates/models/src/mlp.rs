@@ -361,7 +361,14 @@ impl McModel for Mlp {
         match (&self.input_dropout, self.layers.len() > 1) {
             (None, true) => {
                 let (w, b) = &self.layers[0];
-                self.activation.apply(&crate::linear::linear(xs, w, b))
+                let mut z = crate::linear::linear(xs, w, b);
+                if z.requires_grad() {
+                    return self.activation.apply(&z);
+                }
+                // Outside autograd in place: the Linear's output and its activation are not
+                // both held (an activation of the chunk less at MC prediction's peak).
+                self.activation.apply_in_place(&mut z);
+                z
             }
             _ => xs.shallow_clone(),
         }
