@@ -286,7 +286,7 @@ pub fn write_tsv(path: &Path, pairs: &[Pair], rows: &[RoundRow]) -> Result<()> {
     let mut text = String::from("round\tworkload\trust_s\ttorch_s\ttorch_over_rust\n");
     for r in rows {
         text += &format!(
-            "{}\t{}\t{:e}\t{:e}\t{:.4}\n",
+            "{}\t{}\t{:.6e}\t{:.6e}\t{:.4}\n",
             r.round + 1,
             pairs[r.pair].rust,
             r.rust_s,
@@ -369,7 +369,10 @@ mod tests {
         write_tsv(&tsv, &pairs, &rows).unwrap();
         let text = std::fs::read_to_string(&tsv).unwrap();
         assert_eq!(text.lines().count(), 7);
-        assert!(text.contains("\n3\tb\t1e-2\t1.3e-2\t1.3000\n"), "{text}");
+        assert!(
+            text.contains("\n3\tb\t1.000000e-2\t1.300000e-2\t1.3000\n"),
+            "{text}"
+        );
     }
 
     #[test]
