@@ -616,6 +616,23 @@ mod tests {
         assert!(m.forward_t(&x, false).allclose(&direct, 1e-6, 1e-6, false));
     }
 
+    #[test]
+    fn prefix_in_place_outside_autograd_equals_the_tracked_prefix() {
+        for act in [Activation::Relu, Activation::Tanh] {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let m = Mlp::new(&vs.root(), &spec(act, 0.0), 3);
+            let x = Tensor::linspace(-2.0, 2.0, 10, (Kind::Float, Device::Cpu)).view([10, 1]);
+            let tracked = m.deterministic_prefix(&x);
+            let plain = tch::no_grad(|| m.deterministic_prefix(&x));
+            assert!(tracked.requires_grad() && !plain.requires_grad());
+            assert!(tracked.detach().equal(&plain), "{act}");
+            // The tracked prefix still back-propagates into the first Linear.
+            tracked.sum(Kind::Float).backward();
+            let grad = m.layers[0].0.grad();
+            assert!(grad.defined() && grad.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+        }
+    }
+
     /// Every forward's outputs of all passes over `prefix`, in order.
     fn collect(
         run: impl FnOnce(&mut dyn FnMut(usize, usize, &Tensor)),
