@@ -13,6 +13,9 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus};
 
+/// Paired rounds of `bench --compare` unless `--rounds` says otherwise.
+const PAIRED_ROUNDS: u16 = 10;
+
 /// Variables that make torch-sys ignore `LIBTORCH` (and so link another libtorch than the rpath says).
 const OVERRIDING_VARS: [&str; 1] = ["LIBTORCH_USE_PYTORCH"];
 
@@ -63,10 +66,10 @@ enum Cmd {
         /// ratios; must come before ARGS.
         #[arg(long)]
         compare: bool,
-        /// With --compare: paired rounds, each timing both sides back to back (the verdicts
-        /// on the Rust / PyTorch targets are the median of the rounds' ratios).
-        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
-        rounds: u16,
+        /// With --compare: paired rounds (default 10), each timing both sides back to back (the
+        /// verdicts on the Rust / PyTorch targets are the median of the rounds' ratios).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        rounds: Option<u16>,
         /// With --compare: only the paired rounds, no criterion benches or full reference.
         #[arg(long)]
         paired_only: bool,
@@ -152,14 +155,15 @@ fn dispatch(cmd: Cmd, raw: &[OsString]) -> Result<u8> {
             // check of `passthrough` sees ARGS exactly as typed.
             let args = passthrough(args, &without_bench_options(raw));
             if !compare {
-                if paired_only || rounds != 10 {
+                if paired_only || rounds.is_some() {
                     anyhow::bail!("--rounds and --paired-only go with --compare");
                 }
                 let mut cmd = cargo(&lt, workspace_args("bench", &args));
                 allocator_env(&mut cmd);
                 return run(cmd);
             }
-            bench_compare(&lt, &args, usize::from(rounds), paired_only)
+            let rounds = usize::from(rounds.unwrap_or(PAIRED_ROUNDS));
+            bench_compare(&lt, &args, rounds, paired_only)
         }
     }
 }
@@ -660,7 +664,7 @@ mod tests {
             panic!("not a bench command");
         };
         assert!(compare && !paired_only);
-        assert_eq!(rounds, 4);
+        assert_eq!(rounds, Some(4));
         assert_eq!(strs(&args), ["mc"]);
         let Cmd::Bench {
             compare, rounds, ..
@@ -669,7 +673,7 @@ mod tests {
             panic!("not a bench command");
         };
         assert!(!compare);
-        assert_eq!(rounds, 10);
+        assert_eq!(rounds, None);
         let raw = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
         let typed = raw(&[
             "xtask",
