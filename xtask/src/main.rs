@@ -240,12 +240,8 @@ fn bench_table(lt: &Libtorch, args: &[OsString], py: &OsStr, out: &Path) -> Resu
         return Ok(code);
     }
     let torch_tsv = out.join("pytorch.tsv");
-    let mut reference = Command::new(py);
-    allocator_env(&mut reference);
-    reference
-        .arg(workspace_root().join("bench").join("pytorch_reference.py"))
-        .arg("--out")
-        .arg(&torch_tsv);
+    let mut reference = pytorch_reference(py);
+    reference.arg("--out").arg(&torch_tsv);
     let code = run(reference)?;
     if code != 0 {
         return Ok(code);
@@ -264,6 +260,14 @@ fn bench_table(lt: &Libtorch, args: &[OsString], py: &OsStr, out: &Path) -> Resu
     }
     println!("\n{}", compare_report(&rust_rows, &read("pytorch.tsv")?));
     Ok(0)
+}
+
+/// `bench/pytorch_reference.py` under `py`, with the benches' allocator settings.
+fn pytorch_reference(py: &OsStr) -> Command {
+    let mut cmd = Command::new(py);
+    allocator_env(&mut cmd);
+    cmd.arg(workspace_root().join("bench").join("pytorch_reference.py"));
+    cmd
 }
 
 /// The paired rounds: both sides as servers, asked in turn; the table, the verdicts, and
@@ -290,17 +294,11 @@ fn bench_paired(lt: &Libtorch, py: &OsStr, out: &Path, rounds: usize) -> Result<
     );
     allocator_env(&mut rust_cmd);
     let mut rust = paired::Server::start("Rust", rust_cmd)?;
-    let mut torch_cmd = Command::new(py);
-    torch_cmd
-        .arg(workspace_root().join("bench").join("pytorch_reference.py"))
-        .arg("--serve");
-    allocator_env(&mut torch_cmd);
+    let mut torch_cmd = pytorch_reference(py);
+    torch_cmd.arg("--serve");
     let mut torch = paired::Server::start("PyTorch", torch_cmd)?;
     let rows = paired::run_rounds(&mut rust, &mut torch, &pairs, rounds, |round, rows| {
-        let ratios: Vec<String> = rows
-            .iter()
-            .map(|r| format!("{:.2}x", r.torch_s / r.rust_s))
-            .collect();
+        let ratios: Vec<String> = rows.iter().map(|r| format!("{:.2}x", r.ratio())).collect();
         eprintln!(
             "xtask: paired round {}/{rounds}: PyTorch / Rust {}",
             round + 1,

@@ -127,7 +127,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        // Closing stdin ends a server between requests; kill covers one that hangs.
+        // Between requests a server only waits on stdin, so killing it loses nothing.
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -168,7 +168,8 @@ pub struct RoundRow {
 }
 
 impl RoundRow {
-    fn ratio(&self) -> f64 {
+    /// PyTorch's time over Rust's.
+    pub fn ratio(&self) -> f64 {
         self.torch_s / self.rust_s
     }
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode};
 use mcd_models::lenet::{LeNet, LeNetDropout, LeNetSpec};
+use mcd_models::mc::McConfig;
 use mcd_models::mlp::{Mlp, MlpSpec};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -39,6 +40,19 @@ pub fn mc_passes() -> usize {
         .and_then(|v| v.parse().ok())
         .filter(|&t| t > 0)
         .unwrap_or(100)
+}
+
+/// The seed of the MC benches' masks.
+pub const MC_SEED: u64 = 7;
+
+/// MC prediction on the CO2 net with `budget` bytes: [`mc_passes`] passes, [`MC_SEED`]. The
+/// criterion rows `mc/mc_samples_*` and the paired rounds' Rust side both run it.
+pub fn mc_config(budget: usize) -> McConfig {
+    McConfig {
+        samples: mc_passes(),
+        memory_budget_bytes: budget,
+        seed: MC_SEED,
+    }
 }
 
 /// The paper's MNIST LeNet (p = 0.5) with dropout after FC 500 only, or also after the convs.

@@ -6,12 +6,14 @@
 //! GFLOP/s count the dense net's multiply-adds, also where the shared product skips some.
 
 use criterion::Criterion;
-use mcd_models::mc::{chunk_plan, effective_budget, mc_samples, repeated_passes, McConfig};
+use mcd_models::mc::{chunk_plan, effective_budget, mc_samples, repeated_passes};
 use mcd_models::McModel;
 use tch::nn::ModuleT;
 use tch::{Device, Kind, Tensor};
 
-use super::common::{co2_net, co2_spec, forward_macs, mc_inputs, mc_passes, Report, MC_INPUTS};
+use super::common::{
+    co2_net, co2_spec, forward_macs, mc_config, mc_inputs, mc_passes, Report, MC_INPUTS, MC_SEED,
+};
 
 /// Inputs.
 const N: usize = MC_INPUTS;
@@ -28,11 +30,7 @@ pub fn bench(c: &mut Criterion, report: &mut Report) {
         // like 20 MiB.
         let plan = chunk_plan(&net, N, t, effective_budget(&net, Device::Cpu, budget));
         println!("mc/{id}: (rows, passes) per forward = {plan:?}");
-        let cfg = McConfig {
-            samples: t,
-            memory_budget_bytes: budget,
-            seed: 7,
-        };
+        let cfg = mc_config(budget);
         report.bench(&mut g, "mc", &id, Some(flop), None, || {
             let _ = mc_samples(&net, &x, &cfg);
         });
@@ -48,7 +46,7 @@ pub fn bench(c: &mut Criterion, report: &mut Report) {
         None,
         || {
             tch::no_grad(|| {
-                net.reseed_masks(7);
+                net.reseed_masks(MC_SEED);
                 let out = Tensor::empty([t as i64, N as i64, 1], (Kind::Float, Device::Cpu));
                 for start in (0..N).step_by(rows) {
                     let len = rows.min(N - start) as i64;

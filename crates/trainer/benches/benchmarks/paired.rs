@@ -11,9 +11,9 @@
 use std::io::{BufRead, Write};
 use std::time::Instant;
 
-use mcd_models::mc::{mc_samples, McConfig};
+use mcd_models::mc::mc_samples;
 
-use super::common::{co2_net, mc_inputs, mc_passes};
+use super::common::{co2_net, mc_config, mc_inputs, mc_passes};
 use super::train_step::{co2_adam_step, lenet_sgd_step};
 
 /// Serves the workloads until stdin ends.
@@ -21,11 +21,7 @@ pub fn serve() {
     let t = mc_passes();
     let (_vs, net) = co2_net();
     let x = mc_inputs();
-    let cfg = McConfig {
-        samples: t,
-        memory_budget_bytes: 1 << 30,
-        seed: 7,
-    };
+    let cfg = mc_config(1 << 30);
     let mut workloads: Vec<(String, Box<dyn FnMut()>)> = vec![
         ("train/adam_step_co2_n272".into(), Box::new(co2_adam_step())),
         (
