@@ -20,6 +20,25 @@ pub struct TrainSummary {
     pub losses: Vec<(usize, f64)>,
 }
 
+/// The `<key>.json` beside `<key>.ot`: the summary, and sha256s of the weights file and of the
+/// summary. Both are checked before anything is used: a damaged weights file must be retrained,
+/// never handed to libtorch's parser, and a damaged summary must not reach the tables.
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    weights_sha256: String,
+    summary_sha256: String,
+    summary: TrainSummary,
+}
+
+fn summary_digest(summary: &TrainSummary) -> String {
+    // serde_json writes floats in their shortest exact form, so this text round-trips.
+    hex(&Sha256::digest(
+        serde_json::to_string(summary)
+            .unwrap_or_default()
+            .as_bytes(),
+    ))
+}
+
 /// A folder of `<key>.ot` + `<key>.json` pairs.
 #[derive(Debug, Clone)]
 pub struct WeightCache {
@@ -28,8 +47,11 @@ pub struct WeightCache {
 
 /// Hex key (first 16 bytes of sha256) of a description.
 pub fn key_of(description: &str) -> String {
-    let digest = Sha256::digest(description.as_bytes());
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(description.as_bytes())[..16])
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl WeightCache {
@@ -47,28 +69,66 @@ impl WeightCache {
         )
     }
 
-    /// Loads weights into `vs` when present and readable; `None` means "train".
+    /// Loads weights into `vs` when present, intact (sha256 as recorded) and of the model's
+    /// shapes; `None` means "train".
     pub fn load(&self, key: &str, vs: &mut VarStore) -> Option<TrainSummary> {
         let (weights, meta) = self.paths(key);
-        let summary: TrainSummary = serde_json::from_str(&fs::read_to_string(meta).ok()?).ok()?;
-        vs.load(&weights).ok()?;
-        Some(summary)
+        let entry: Entry = serde_json::from_str(&fs::read_to_string(meta).ok()?).ok()?;
+        let bytes = fs::read(&weights).ok()?;
+        if hex(&Sha256::digest(&bytes)) != entry.weights_sha256
+            || summary_digest(&entry.summary) != entry.summary_sha256
+        {
+            return None;
+        }
+        vs.load_from_stream(std::io::Cursor::new(bytes)).ok()?;
+        Some(entry.summary)
     }
 
-    /// Stores weights and summary (weights first, so a summary always has its weights).
+    /// Stores weights and summary. libtorch serialises into memory and Rust writes the file, so
+    /// a full disk is an I/O error naming the file (libtorch's own writer aborts the process
+    /// then); both files go to temporary names first, the summary last, so an entry is either
+    /// whole or absent.
     pub fn store(&self, key: &str, vs: &VarStore, summary: &TrainSummary) -> Result<()> {
         fs::create_dir_all(&self.dir)
             .with_context(|| format!("creating {}", self.dir.display()))?;
         let (weights, meta) = self.paths(key);
-        let tmp = weights.with_extension("ot.tmp");
-        vs.save(&tmp)
-            .with_context(|| format!("saving weights to {}", tmp.display()))?;
-        fs::rename(&tmp, &weights)
-            .with_context(|| format!("moving weights to {}", weights.display()))?;
-        fs::write(&meta, serde_json::to_string_pretty(summary)?)
-            .with_context(|| format!("writing {}", meta.display()))?;
-        Ok(())
+        let mut bytes = Vec::new();
+        vs.save_to_stream(&mut bytes)
+            .with_context(|| format!("serialising the weights for {}", weights.display()))?;
+        let entry = Entry {
+            weights_sha256: hex(&Sha256::digest(&bytes)),
+            summary_sha256: summary_digest(summary),
+            summary: summary.clone(),
+        };
+        let json = serde_json::to_string_pretty(&entry)?;
+        write_atomically(&weights, &bytes)?;
+        write_atomically(&meta, json.as_bytes())
     }
+}
+
+/// Writes `path` through `<path>.tmp-<pid>` and a rename; on failure the temporary file is
+/// removed and `path` keeps what it had. An interrupt while writing removes it too.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(
+        "{}.tmp-{}",
+        file_name.unwrap_or_default(),
+        std::process::id()
+    ));
+    let guard = crate::interrupt::remove_on_interrupt(&tmp);
+    let written = (|| -> std::io::Result<()> {
+        use std::io::Write as _;
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    drop(guard);
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", path.display()));
+    }
+    Ok(())
 }
 
 impl From<mcd_trainer::TrainReport> for TrainSummary {

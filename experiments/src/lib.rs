@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod interrupt;
 pub mod output;
 pub mod progress;
 pub mod studies;

@@ -1,5 +1,6 @@
 //! `mcd`: runs an experiment config. Usually started through `cargo xtask run CONFIG`.
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -35,9 +36,9 @@ enum Command {
         /// cpu, cuda or auto.
         #[arg(long, default_value = "cpu")]
         device: String,
-        /// CPU threads to use (default: all cores).
+        /// CPU threads to use, at least 1 (default: all cores).
         #[arg(long)]
-        threads: Option<usize>,
+        threads: Option<NonZeroUsize>,
         /// Parent folder of the result folders.
         #[arg(long, default_value = "results")]
         results: PathBuf,
@@ -120,12 +121,12 @@ fn main() -> ExitCode {
                 }
             };
             let threads = threads
-                .unwrap_or_else(|| {
-                    std::thread::available_parallelism()
-                        .map(|n| n.get())
-                        .unwrap_or(1)
-                })
-                .max(1);
+                .or_else(|| std::thread::available_parallelism().ok())
+                .map_or(1, NonZeroUsize::get);
+            if let Err(e) = mcd_experiments::interrupt::install() {
+                eprintln!("error: cannot install the Ctrl-C handler: {e}");
+                return ExitCode::FAILURE;
+            }
             let ctx = Context {
                 device,
                 threads,

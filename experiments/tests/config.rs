@@ -310,3 +310,51 @@ fn uci_config_resolves_and_rejects_what_the_protocol_fixes() {
     let all = load_text(&uci_text(), &["uci.datasets=all"]).unwrap();
     assert_eq!(all.runs[0].uci.as_ref().unwrap().datasets.len(), 10);
 }
+
+#[test]
+fn co2_refuses_epochs_instead_of_training_nothing() {
+    // Once accepted: the co2 study read only trainer.iterations, trained 0 steps and wrote the
+    // tables of an untrained net.
+    let e = err(
+        &common::tiny_config(),
+        &["trainer.epochs=5", "trainer.iterations=null"],
+    );
+    assert_eq!(e.key, "trainer.epochs", "{e}");
+    assert!(e.to_string().contains("trainer.iterations"), "{e}");
+    assert!(e.to_string().contains("--set trainer.epochs=5"), "{e}");
+}
+
+#[test]
+fn a_base_value_every_variant_replaces_is_still_checked() {
+    // Both variants set the activation, so the base value was never checked.
+    let text = common::tiny_config().replace("activation: relu\n", "activation: sigmoidish\n");
+    let e = err(&text, &[]);
+    assert_err(&e, "model.activation", Some(8), "sigmoidish");
+    assert!(e.to_string().contains("base document"), "{e}");
+    // Out of range under a sweep that replaces it.
+    let text = common::tiny_config()
+        .split("variants:")
+        .next()
+        .unwrap()
+        .to_string()
+        + "sweep:\n  model.dropout: [0.1, 0.2]\n";
+    assert!(load_text(&text, &[]).is_ok());
+    let e = err(&text.replace("  dropout: 0.1\n", "  dropout: 1.5\n"), &[]);
+    assert_err(&e, "model.dropout", Some(9), "[0, 1)");
+    // A whole section replaced by a variant: the base section's keys are checked too.
+    let text = common::tiny_config()
+        .replace("hidden: [16, 16]", "hidden: [16, -3]")
+        .replace(
+            "set: {model.activation: relu}",
+            "set: {model: {hidden: [8], activation: relu, dropout: 0.1}}",
+        )
+        .replace(
+            "set: {model.activation: tanh,",
+            "set: {model: {hidden: [8], activation: tanh, dropout: 0.1},",
+        );
+    let e = err(&text, &[]);
+    assert_eq!(e.key, "model.hidden", "{e}");
+    assert!(e.to_string().contains("base document"), "{e}");
+    // A valid base value that the variants replace stays fine.
+    assert!(load_text(&common::tiny_config(), &[]).is_ok());
+}

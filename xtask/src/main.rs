@@ -120,7 +120,7 @@ fn dispatch(cmd: Cmd, raw: &[OsString]) -> Result<u8> {
             // mcd runs from the caller's directory so that a relative CONFIG means what was typed.
             mcd.arg("run").arg(config).args(args);
             allocator_env(&mut mcd);
-            run(mcd)
+            run_forwarding_signals(mcd)
         }
         Cmd::Test { args } => {
             let lt = ensure_libtorch(false)?;
@@ -551,6 +551,33 @@ fn run(mut cmd: Command) -> Result<u8> {
         .status()
         .with_context(|| format!("cannot start {:?}", cmd.get_program()))?;
     Ok(exit_code(status))
+}
+
+/// [`run`] for `mcd`: SIGINT, SIGTERM and SIGHUP sent to xtask are passed on to the child
+/// instead of ending xtask, so that `mcd` cleans up and its exit code (130, 143, 129) comes
+/// back. (Ctrl-C reaches both through the terminal; `kill` of xtask alone would otherwise
+/// leave `mcd` running.)
+fn run_forwarding_signals(mut cmd: Command) -> Result<u8> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .context("installing the signal forwarding")?;
+    let handle = signals.handle();
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {:?}", cmd.get_program()))?;
+    let pid = child.id().to_string();
+    let forwarder = std::thread::spawn(move || {
+        for signal in signals.forever() {
+            // `kill` from procps/coreutils: std has no way to signal a child but SIGKILL.
+            let _ = Command::new("kill")
+                .args([format!("-{signal}"), pid.clone()])
+                .status();
+        }
+    });
+    let status = child.wait().context("waiting for mcd");
+    handle.close();
+    let _ = forwarder.join();
+    Ok(exit_code(status?))
 }
 
 /// The child's exit code; a child killed by signal N gives 128+N, as shells report it.

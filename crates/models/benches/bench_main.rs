@@ -17,6 +17,7 @@ fn main() {
     benchmarks::dropout::bench(&mut c, &mut report);
     benchmarks::lenet::bench(&mut c, &mut report);
     benchmarks::pool::bench(&mut c, &mut report);
+    benchmarks::gp::bench(&mut c, &mut report);
     c.final_summary();
     report.finish();
 }

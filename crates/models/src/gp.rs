@@ -964,39 +964,18 @@ mod tests {
     }
 
     #[test]
-    fn fit_of_272_points_is_fast() {
-        // CO2-sized problem: one Cholesky of a 272 x 272 matrix, even in a debug build.
-        let (x, y) = toy_data(272);
-        let t0 = std::time::Instant::now();
-        let gp = Gp::fit(&x, 1, &y, H3).unwrap();
-        assert!(
-            t0.elapsed() < std::time::Duration::from_secs(1),
-            "{:?}",
-            t0.elapsed()
-        );
-        assert!(gp.log_marginal_likelihood().is_finite());
-    }
-
-    #[test]
-    #[cfg_attr(
-        debug_assertions,
-        ignore = "timing is only meaningful in release builds"
-    )]
-    fn optimised_fit_of_272_points_is_fast_in_release() {
+    fn fit_of_272_points_and_its_optimisation() {
+        // CO2-sized problem. Its timing is a bench (`benches/benchmarks/gp.rs`), not a test: a
+        // busy machine must not fail the suite.
         let (x, y) = toy_data(272);
         let init = GpHyper {
             length_scale: 1.0,
             signal_var: 1.0,
             noise_var: 0.1,
         };
-        let t0 = std::time::Instant::now();
-        let gp = Gp::fit_optimised(&x, 1, &y, init).unwrap();
-        let elapsed = t0.elapsed();
-        // ~0.2-0.4 s on one busy core; the margin absorbs machines shared with other builds.
-        assert!(elapsed < std::time::Duration::from_secs(2), "{elapsed:?}");
-        assert!(
-            gp.log_marginal_likelihood()
-                > Gp::fit(&x, 1, &y, init).unwrap().log_marginal_likelihood()
-        );
+        let gp = Gp::fit(&x, 1, &y, init).unwrap();
+        assert!(gp.log_marginal_likelihood().is_finite());
+        let optimised = Gp::fit_optimised(&x, 1, &y, init).unwrap();
+        assert!(optimised.log_marginal_likelihood() > gp.log_marginal_likelihood());
     }
 }

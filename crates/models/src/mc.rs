@@ -174,14 +174,15 @@ pub fn standard_predict(model: &dyn McModel, x: &Tensor) -> Tensor {
     tch::no_grad(|| model.forward_from_prefix_t(&model.deterministic_prefix(x), false))
 }
 
-/// Copies a float tensor to a Vec<f32> (row-major), for the evaluation crate.
-pub fn to_vec_f32(t: &Tensor) -> Vec<f32> {
+/// Copies a float tensor to a Vec<f32> (row-major), for the evaluation crate. A tensor that
+/// cannot be read as dense floats (a sparse layout, say) is an error, never an empty vector.
+pub fn to_vec_f32(t: &Tensor) -> Result<Vec<f32>, tch::TchError> {
     let flat = t
-        .to_kind(Kind::Float)
-        .to_device(tch::Device::Cpu)
-        .contiguous()
-        .view([-1]);
-    Vec::<f32>::try_from(&flat).unwrap_or_default()
+        .f_to_kind(Kind::Float)?
+        .f_to_device(tch::Device::Cpu)?
+        .f_contiguous()?
+        .f_view([-1])?;
+    Vec::<f32>::try_from(&flat)
 }
 
 #[cfg(test)]
@@ -416,6 +417,14 @@ mod tests {
         let m = model(&vs);
         let x = Tensor::linspace(-1.0, 1.0, 7, (Kind::Float, Device::Cpu)).view([7, 1]);
         assert!(standard_predict(&m, &x).equal(&standard_predict(&m, &x)));
-        assert_eq!(to_vec_f32(&standard_predict(&m, &x)).len(), 7);
+        assert_eq!(to_vec_f32(&standard_predict(&m, &x)).unwrap().len(), 7);
+    }
+
+    #[test]
+    fn to_vec_f32_reports_a_tensor_it_cannot_read() {
+        let sparse = Tensor::eye(3, (Kind::Float, Device::Cpu)).to_sparse_sparse_dim(2);
+        assert!(to_vec_f32(&sparse).is_err());
+        let ints = Tensor::from_slice(&[1i64, 2, 3]);
+        assert_eq!(to_vec_f32(&ints).unwrap(), vec![1.0, 2.0, 3.0]);
     }
 }

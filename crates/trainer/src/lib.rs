@@ -124,6 +124,8 @@ pub enum TrainError {
         iteration: usize,
         loss: f64,
     },
+    #[error("training: {what} is 0, so nothing would be trained (an untrained net is no result)")]
+    NothingToTrain { what: &'static str },
     #[error("stacked training: the stack has {model} members but {sets} data-set indices, {decays} weight decays and {seeds} shuffle seeds were given")]
     Members {
         model: usize,
@@ -245,6 +247,11 @@ fn train(
     progress: &mut dyn ProgressSink,
     on_epoch: &mut dyn FnMut(usize) -> Option<String>,
 ) -> Result<TrainReport, TrainError> {
+    if spec.iterations == 0 {
+        return Err(TrainError::NothingToTrain {
+            what: "the number of iterations",
+        });
+    }
     let n = x.size()[0];
     let mut opt = build_optimizer(vs, spec)?;
     let mut rng = SeededRng::new(spec.seed);
@@ -378,6 +385,19 @@ mod tests {
             train_regression(&vs, &m, &x, &bad, &t, &mut Silent),
             Err(TrainError::Shape { .. })
         ));
+        let none = TrainSpec {
+            iterations: 0,
+            ..t.clone()
+        };
+        let before: Vec<Tensor> = vs.trainable_variables().iter().map(Tensor::copy).collect();
+        let err = train_regression(&vs, &m, &x, &y, &none, &mut Silent).unwrap_err();
+        assert!(
+            matches!(err, TrainError::NothingToTrain { .. }),
+            "zero iterations must be refused, got {err}"
+        );
+        for (a, b) in before.iter().zip(vs.trainable_variables()) {
+            assert!(a.equal(&b), "a refused run must not touch the weights");
+        }
     }
 
     #[test]

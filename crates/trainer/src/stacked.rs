@@ -89,6 +89,11 @@ pub fn train_stacked(
             seeds: spec.shuffle_seeds.len(),
         });
     }
+    if spec.epochs == 0 {
+        return Err(TrainError::NothingToTrain {
+            what: "the number of epochs",
+        });
+    }
     let rows = data.rows;
     let batch = spec.batch_size.clamp(1, rows);
     let steps_per_epoch = rows.div_ceil(batch);
@@ -347,5 +352,14 @@ mod tests {
             })
         ));
         assert!(StackedData::new(&xs, &ys, vec![2]).is_err());
+        let one = StackedData::new(&xs, &ys, vec![0]).unwrap();
+        let none = StackedSpec {
+            epochs: 0,
+            ..run_spec(vec![0.0], vec![1])
+        };
+        assert!(matches!(
+            train_stacked(&stack, &one, &none, &mut Silent),
+            Err(TrainError::NothingToTrain { .. })
+        ));
     }
 }

@@ -247,6 +247,46 @@ pub fn parse_override(s: &str) -> Result<(String, Value), String> {
     Ok((key.to_string(), value))
 }
 
+/// Whether a base-document value replaced by variants or sweep points would be valid in place.
+enum BaseVerdict {
+    /// Some run accepts it in place of its replacement.
+    Accepted,
+    /// The run checked rejected it, at its own key.
+    Rejected(ConfigError),
+}
+
+/// Line (1-based) of the `---` or `...` marker that ends the first YAML document, if any.
+fn second_document(text: &str) -> Option<usize> {
+    let mut content = false;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim_end();
+        if t.starts_with("---") || t.starts_with("...") {
+            if content || t.starts_with("...") {
+                return Some(i + 1);
+            }
+        } else if !t.trim().is_empty() && !t.trim_start().starts_with('#') {
+            content = true;
+        }
+    }
+    None
+}
+
+/// Whether key path `inner` is `outer` or lies inside it (`model.hidden[1]` in `model`).
+fn nested(inner: &str, outer: &str) -> bool {
+    !outer.is_empty()
+        && inner
+            .strip_prefix(outer)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+}
+
+/// The value at dotted `path` in a YAML mapping, if every section on the way exists.
+fn get_path<'v>(doc: &'v Value, path: &str) -> Option<&'v Value> {
+    path.split('.').try_fold(doc, |node, part| match node {
+        Value::Mapping(m) => m.get(part),
+        _ => None,
+    })
+}
+
 /// Sets `value` at dotted `path` in a YAML mapping, creating sections as needed.
 fn set_path(doc: &mut Value, path: &str, value: Value) -> Result<(), String> {
     let mut node = doc;
@@ -352,28 +392,48 @@ pub fn load_str(
 ) -> Result<Experiment, ConfigError> {
     let src = Source { file, text };
     let mut doc: Value = crate::yaml::parse(text).map_err(|e| {
-        let loc = e.location();
+        let (line, column) = match e.location() {
+            Some(l) => (Some(l.line()), Some(l.column())),
+            // The parser gives no place for a second document: point at its separator.
+            None => (
+                second_document(text).or((!text.is_empty()).then_some(1)),
+                None,
+            ),
+        };
         ConfigError {
             file: file.to_path_buf(),
-            line: loc.as_ref().map(|l| l.line()),
-            column: loc.as_ref().map(|l| l.column()),
+            line,
+            column,
             key: String::new(),
             message: format!("not valid YAML: {e}"),
             origin: None,
         }
     })?;
     let Value::Mapping(map) = &mut doc else {
-        return Err(src.error(
-            "",
-            "the file must be a YAML mapping of sections (study, model, trainer, ...)",
-            None,
-        ));
+        // Point at the first line with content (line 1 of a file with none).
+        let first = text
+            .lines()
+            .position(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+        let message = if first.is_none() {
+            "the file has no settings: it must be a YAML mapping of sections (study, model, \
+             trainer, ...)"
+        } else {
+            "the file must be a YAML mapping of sections (study, model, trainer, ...)"
+        };
+        return Err(ConfigError {
+            line: Some(first.map_or(1, |i| i + 1)),
+            ..src.error("", message, None)
+        });
     };
     let variants = take_variants(&src, map.remove("variants"))?;
     let sweep = take_sweep(&src, map.remove("sweep"))?;
     let sweep_keys: Vec<String> = sweep.iter().map(|(k, _)| k.clone()).collect();
 
     let mut runs = Vec::new();
+    // Base-document values replaced by a variant or sweep point, by key path, with what the
+    // check of each in place of its replacement said (in the first run that replaced it).
+    let mut base_checks: std::collections::BTreeMap<String, Option<BaseVerdict>> =
+        std::collections::BTreeMap::new();
     for variant in &variants {
         for point in grid(&sweep) {
             let mut run_doc = doc.clone();
@@ -419,8 +479,7 @@ pub fn load_str(
                 })
             };
             let raw: RawRun = serde_path_to_error::deserialize(run_doc.clone()).map_err(|e| {
-                let key = e.path().to_string();
-                let key = if key == "." { String::new() } else { key };
+                let key = error_key("", &e);
                 src.error(&key, e.inner().to_string(), origin(&key))
             })?;
             let name = if name_parts.is_empty() {
@@ -428,7 +487,50 @@ pub fn load_str(
             } else {
                 name_parts.join(",")
             };
+            // The base document's values that this variant or sweep point replaces: would each
+            // be accepted here? (Checked below, so that a value every run replaces is still
+            // checked.)
+            let replaced = variant
+                .iter()
+                .flat_map(|v| v.set.keys().map(key_string))
+                .chain(point.iter().map(|(k, _)| k.clone()));
+            for key in replaced {
+                let Some(base_value) = get_path(&doc, &key) else {
+                    continue;
+                };
+                let verdict = base_checks.entry(key.clone()).or_insert(None);
+                if matches!(verdict, Some(BaseVerdict::Accepted)) {
+                    continue;
+                }
+                let mut probe = run_doc.clone();
+                if set_path(&mut probe, &key, base_value.clone()).is_err() {
+                    continue;
+                }
+                let result = serde_path_to_error::deserialize::<_, RawRun>(probe.clone())
+                    .map_err(|e| src.error(&error_key("", &e), e.inner().to_string(), None))
+                    .and_then(|raw| {
+                        check_run(&src, raw, name.clone(), probe, &|_| None).map(|_| ())
+                    });
+                *verdict = Some(match result {
+                    Err(e) if nested(&e.key, &key) || nested(&key, &e.key) => {
+                        BaseVerdict::Rejected(e)
+                    }
+                    _ => BaseVerdict::Accepted,
+                });
+            }
             runs.push(check_run(&src, raw, name, run_doc, &origin)?);
+        }
+    }
+    for (key, verdict) in base_checks {
+        if let Some(BaseVerdict::Rejected(e)) = verdict {
+            // The deeper of the two keys says more (`model.hidden` inside a replaced `model`).
+            let at = if nested(&e.key, &key) { &e.key } else { &key };
+            let mut located = src.error(at, e.message, None);
+            located.message.push_str(
+                " (in the base document: every variant or sweep point replaces this value, but \
+                 it is checked all the same; fix or remove it)",
+            );
+            return Err(located);
         }
     }
     let first = &runs[0];
@@ -459,13 +561,8 @@ pub fn load_str(
 
 fn take_variants(src: &Source, v: Option<Value>) -> Result<Vec<Option<RawVariant>>, ConfigError> {
     let Some(v) = v else { return Ok(vec![None]) };
-    let list: Vec<RawVariant> = serde_path_to_error::deserialize(v).map_err(|e| {
-        src.error(
-            &format!("variants{}", path_suffix(&e.path().to_string())),
-            e.inner().to_string(),
-            None,
-        )
-    })?;
+    let list: Vec<RawVariant> = serde_path_to_error::deserialize(v)
+        .map_err(|e| src.error(&error_key("variants", &e), e.inner().to_string(), None))?;
     if list.is_empty() {
         return Err(src.error(
             "variants",
@@ -484,6 +581,28 @@ fn take_variants(src: &Source, v: Option<Value>) -> Result<Vec<Option<RawVariant
         }
     }
     Ok(list.into_iter().map(Some).collect())
+}
+
+/// The key path of a deserialisation error below `prefix`. serde reports a missing field at
+/// the section that lacks it, so the field's name is appended: the error then names the key.
+fn error_key(prefix: &str, e: &serde_path_to_error::Error<crate::yaml::Error>) -> String {
+    let suffix = path_suffix(&e.path().to_string());
+    let mut key = if prefix.is_empty() {
+        suffix.trim_start_matches('.').to_string()
+    } else {
+        format!("{prefix}{suffix}")
+    };
+    let message = e.inner().to_string();
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        if !key.is_empty() {
+            key.push('.');
+        }
+        key.push_str(field);
+    }
+    key
 }
 
 fn path_suffix(p: &str) -> String {
@@ -732,6 +851,14 @@ fn check_run(
             ));
         }
         (Some(i), None) => (positive(src, "trainer.iterations", i, origin)?, None),
+        (None, Some(_)) if raw.study == StudyKind::Co2 => {
+            return Err(src.error(
+                "trainer.epochs",
+                "the co2 study counts its training in steps: give trainer.iterations instead \
+                 of trainer.epochs",
+                origin("trainer.epochs"),
+            ))
+        }
         (None, Some(e)) => (0, Some(positive(src, "trainer.epochs", e, origin)?)),
         _ => {
             return Err(src.error(

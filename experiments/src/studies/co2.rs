@@ -85,7 +85,7 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
     let co2cfg = first.co2.context("the co2 study needs a co2 section")?;
     let root = DataRoot::open(&first.data_dir)?;
     let data = co2::load_gal(&root)?;
-    let inputs = Co2Inputs::new(&data);
+    let inputs = Co2Inputs::new(&data)?;
     let n_train = inputs.x_train.len();
     out.log(&format!(
         "CO2: {n_train} training points, {} prediction inputs",
@@ -214,16 +214,19 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
 }
 
 impl Co2Inputs {
-    fn new(data: &co2::Co2Data) -> Self {
-        let x_train = to_vec_f32(&data.x_train);
-        let y_train = to_vec_f32(&data.y_train);
+    fn new(data: &co2::Co2Data) -> Result<Self> {
+        let read = |t: &Tensor, what: &str| {
+            to_vec_f32(t).with_context(|| format!("reading the CO2 {what} tensor"))
+        };
+        let x_train = read(&data.x_train, "training inputs")?;
+        let y_train = read(&data.y_train, "training targets")?;
         let mut x_all = x_train.clone();
-        x_all.extend(to_vec_f32(&data.x_test));
-        Self {
+        x_all.extend(read(&data.x_test, "test inputs")?);
+        Ok(Self {
             x_train,
             y_train,
             x_all,
-        }
+        })
     }
 }
 
@@ -272,7 +275,8 @@ fn run_one(
         memory_budget_bytes: run.predict.memory_budget_bytes,
         seed: run.seed ^ PREDICT_SEED,
     };
-    let samples = to_vec_f32(&mc_samples(&model, &x_all_t, &mc));
+    let samples =
+        to_vec_f32(&mc_samples(&model, &x_all_t, &mc)).context("reading the MC samples")?;
     let n_all = inputs.x_all.len();
     let matrix = SampleMatrix::new(&samples, mc.samples, n_all)?;
     let pred = reg::predictive(&matrix, tau)?;
@@ -289,6 +293,7 @@ fn run_one(
     )?
     .mean;
     let standard: Vec<f64> = to_vec_f32(&standard_predict(&model, &x_all_t))
+        .context("reading the standard-dropout prediction")?
         .into_iter()
         .map(f64::from)
         .collect();
@@ -297,7 +302,8 @@ fn run_one(
             samples: co2cfg.small_samples,
             ..mc
         };
-        let s = to_vec_f32(&mc_samples(&model, &x_all_t, &mc_small));
+        let s = to_vec_f32(&mc_samples(&model, &x_all_t, &mc_small))
+            .context("reading the MC samples (small T)")?;
         let p = reg::predictive(&SampleMatrix::new(&s, mc_small.samples, n_all)?, tau)?;
         let sd = p.sd();
         Some((mc_small.samples, p.mean, sd))

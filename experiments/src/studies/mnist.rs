@@ -108,8 +108,10 @@ fn run_one(
             cfg.digit_index
         );
     }
-    let digit = to_vec_f32(&test_full.images.get(cfg.digit_index as i64));
-    let digit_label = i64::try_from(test_full.labels.get(cfg.digit_index as i64)).unwrap_or(-1);
+    let digit = to_vec_f32(&test_full.images.get(cfg.digit_index as i64))
+        .context("reading the rotated digit")?;
+    let digit_label = i64::try_from(test_full.labels.get(cfg.digit_index as i64))
+        .context("reading the rotated digit's label")?;
     let train = limited(train_full, cfg.train_limit);
     let test = limited(test_full, cfg.test_limit);
     let device = ctx.device;
@@ -193,8 +195,10 @@ fn run_one(
         memory_budget_bytes: budget,
         seed,
     };
-    let rot_logits = to_vec_f32(&mc_samples(&net, &rot_x, &rot_mc));
-    let rot_std = to_vec_f32(&standard_predict(&net, &rot_x));
+    let rot_logits =
+        to_vec_f32(&mc_samples(&net, &rot_x, &rot_mc)).context("reading the rotation samples")?;
+    let rot_std = to_vec_f32(&standard_predict(&net, &rot_x))
+        .context("reading the rotation's standard prediction")?;
     let thumbs: Vec<Thumbnail> = rotated
         .chunks(28 * 28)
         .enumerate()
@@ -361,8 +365,8 @@ fn predict_set(
         start += len;
     }
     Ok((
-        to_vec_f32(&Tensor::cat(&std_parts, 0)),
-        to_vec_f32(&Tensor::cat(&mc_parts, 1)),
+        to_vec_f32(&Tensor::cat(&std_parts, 0)).context("reading the standard predictions")?,
+        to_vec_f32(&Tensor::cat(&mc_parts, 1)).context("reading the MC predictions")?,
     ))
 }
 

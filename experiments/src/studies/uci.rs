@@ -20,6 +20,7 @@ use mcd_datasets::{DataError, DataRoot};
 use mcd_evaluation::regression::{
     coverage, rmse, weight_decay_from_tau, ChunkSummary, DecayConvention, McStream,
 };
+use mcd_models::mc::to_vec_f32;
 use mcd_models::mlp::MlpSpec;
 use mcd_models::rng::splitmix64;
 use mcd_models::stacked::{Member, StackedMlp};
@@ -289,11 +290,8 @@ fn read_split(dir: &Path, k: usize) -> Option<SplitResult> {
 /// Written to a temporary name and renamed, so an interrupted run never leaves half a file.
 fn write_split(dir: &Path, r: &SplitResult) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = split_path(dir, r.split);
-    let tmp = path.with_extension(format!("json.tmp-{}", std::process::id()));
     let text = serde_json::to_string(r).context("serialising a split result")?;
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("moving {} into place", path.display()))
+    crate::cache::write_atomically(&split_path(dir, r.split), text.as_bytes())
 }
 
 /// Grid search, retraining and test of a group of splits.
@@ -550,12 +548,12 @@ fn evaluate(
     let targets: Vec<Vec<f64>> = member_set
         .iter()
         .map(|&s| {
-            let y = Vec::<f32>::try_from(sets[s].y_test.view([-1])).unwrap_or_default();
-            y.iter()
+            let y = to_vec_f32(&sets[s].y_test).context("reading a split's test targets")?;
+            Ok(y.iter()
                 .map(|&v| f64::from(v) * sets[s].y_std + sets[s].y_mean)
-                .collect()
+                .collect())
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let y_t = Tensor::stack(
         &targets
             .iter()
