@@ -51,10 +51,10 @@ fn random_value(rng: &mut Rng) -> Value {
             rng.pick(&["x", "relu ", "full", "all", "inv", "boston"])
                 .to_string(),
         ),
-        4 => number(*rng.pick(&["0", "-1", "1", "2", "9223372036854775807"])),
+        4 => number(rng.pick::<&str>(&["0", "-1", "1", "2", "9223372036854775807"])),
         5 => number("-9223372036854775808"),
-        6 => number(*rng.pick(&["0.5", "-0.5", "1.5", "1.0e300", "-0.0"])),
-        7 => number(*rng.pick(&[".nan", ".inf", "-.inf"])),
+        6 => number(rng.pick::<&str>(&["0.5", "-0.5", "1.5", "1.0e300", "-0.0"])),
+        7 => number(rng.pick::<&str>(&[".nan", ".inf", "-.inf"])),
         8 => Value::Sequence(Vec::new()),
         9 => number("[1, -2, 0]"),
         10 => number("[a, 0.3]"),
@@ -150,6 +150,7 @@ fn mutate_config(rng: &mut Rng, text: &str) -> (String, String) {
 }
 
 #[test]
+#[allow(clippy::result_large_err)] // the loader's own error type, built once per case
 fn mutated_shipped_configs_give_a_plan_or_a_located_error() {
     // Shipped configs name `data` relative to the repository root.
     std::env::set_current_dir(repo()).expect("cd to the repository");

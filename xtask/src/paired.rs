@@ -215,7 +215,7 @@ pub fn run_rounds(
     for round in 0..rounds {
         let start = rows.len();
         for (i, p) in pairs.iter().enumerate() {
-            let (rust_s, torch_s) = if round % 2 == 0 {
+            let (rust_s, torch_s) = if round.is_multiple_of(2) {
                 let r = rust.call(&p.rust, p.calls)?;
                 (r, torch.call(&p.torch, p.calls)?)
             } else {

@@ -192,7 +192,7 @@ impl Dropout {
     /// Applies kernel operation `OP` with elements `start..` of call `call`'s mask to `out`.
     fn run_range<const OP: u8>(&self, call: u64, start: usize, out: &mut [f32], threads: usize) {
         assert!(
-            start % LANES == 0,
+            start.is_multiple_of(LANES),
             "mask ranges start at a multiple of {LANES}"
         );
         let key = splitmix64(self.seed ^ call.wrapping_mul(0xD6E8_FEB8_6659_FD93));

@@ -254,7 +254,7 @@ fn check_data(op: &'static str, x: &[f64], d: usize, y: &[f64]) -> Result<usize,
             what: "input dimension d",
         });
     }
-    if x.len() % d != 0 {
+    if !x.len().is_multiple_of(d) {
         return Err(GpError::InputShape {
             op,
             len: x.len(),
@@ -660,7 +660,7 @@ impl Gp {
                 got: d,
             });
         }
-        if x_star.len() % d != 0 {
+        if !x_star.len().is_multiple_of(d) {
             return Err(GpError::InputShape {
                 op: OP,
                 len: x_star.len(),

@@ -240,7 +240,7 @@ mod tests {
         (0..n)
             .map(|i| {
                 let h = crate::rng::splitmix64(salt ^ i as u64);
-                if h % 3 == 0 {
+                if h.is_multiple_of(3) {
                     0.0
                 } else {
                     (h >> 40) as f32 / (1u64 << 23) as f32 - 1.0

@@ -298,7 +298,7 @@ fn train(
         };
         opt.backward_step(&loss, lr);
         let last = it + 1 == spec.iterations;
-        if it % spec.log_every.max(1) == 0 || last {
+        if it.is_multiple_of(spec.log_every.max(1)) || last {
             let l = f64::try_from(&loss).map_err(|source| TrainError::Torch {
                 op: "reading the loss",
                 source,

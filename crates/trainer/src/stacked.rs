@@ -141,7 +141,7 @@ pub fn train_stacked(
             adam.step();
 
             let last = it + 1 == total;
-            if it % spec.log_every.max(1) == 0 || last {
+            if it.is_multiple_of(spec.log_every.max(1)) || last {
                 let per: Vec<f32> =
                     Vec::<f32>::try_from(&member_loss).map_err(|source| TrainError::Torch {
                         op: "reading the member losses",
