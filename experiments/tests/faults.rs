@@ -39,6 +39,14 @@ fn run_to_end(cfg: &Path, results: &Path, extra: &[&str]) -> Output {
     mcd(cfg, results, extra).output().expect("running mcd")
 }
 
+/// A run that must succeed; returns its stderr.
+fn succeed(cfg: &Path, results: &Path) -> String {
+    let out = run_to_end(cfg, results, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "mcd failed:\n{stderr}");
+    stderr
+}
+
 /// Starts a run and returns it once a stderr line contains `marker` (the rest of stderr is
 /// collected in the background).
 fn start_until(
@@ -147,12 +155,7 @@ fn killed_at_each_phase_then_rerun_gives_the_uninterrupted_tables() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
     let reference_root = dir.path().join("reference");
-    let out = run_to_end(&cfg, &reference_root, &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeed(&cfg, &reference_root);
     let reference = tables(&reference_root.join("faults"));
 
     // Markers: a training progress line; the line logged after training (the MC passes come
@@ -175,9 +178,7 @@ fn killed_at_each_phase_then_rerun_gives_the_uninterrupted_tables() {
             !root.join("faults").exists(),
             "{phase}: a killed run must not leave a result folder"
         );
-        let out = run_to_end(&cfg, &root, &[]);
-        let log = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{phase}: the rerun failed:\n{log}");
+        let log = succeed(&cfg, &root);
         assert_eq!(
             leftovers(&root),
             Vec::<String>::new(),
@@ -200,12 +201,7 @@ fn sigint_and_sigterm_clean_up_and_exit_130_and_143() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
     let root = dir.path().join("results");
-    let first = run_to_end(&cfg, &root, &[]);
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    succeed(&cfg, &root);
     let before = snapshot(&root.join("faults"));
     for (signal, code) in [("INT", 130), ("TERM", 143)] {
         let (child, rest) = start_until(&cfg, &root, "it (30%)");
@@ -337,12 +333,7 @@ fn a_full_disk_is_one_clear_error_and_loses_nothing() {
 
     // 1. The weight cache on a full file system (where libtorch's writer used to abort).
     let root = dir.path().join("results");
-    let first = run_to_end(&cfg, &root, &[]);
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    succeed(&cfg, &root);
     let before = snapshot(&root.join("faults"));
     let cache = root.join(".cache");
     let cached = snapshot(&cache);
@@ -379,12 +370,7 @@ fn a_full_disk_is_one_clear_error_and_loses_nothing() {
         let Some(fs) = Tmpfs::mount(&root, "24m") else {
             return;
         };
-        let first = run_to_end(&cfg, &root, &[]);
-        assert!(
-            first.status.success(),
-            "{}",
-            String::from_utf8_lossy(&first.stderr)
-        );
+        succeed(&cfg, &root);
         let before = snapshot(&root.join("faults"));
         let cached = snapshot(&root.join(".cache"));
         fs.fill_leaving(leave);
