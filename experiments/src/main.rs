@@ -54,6 +54,8 @@ enum Command {
         #[command(flatten)]
         args: ConfigArgs,
     },
+    /// Print the reference of every config key (Markdown; `docs/config.md` is this output).
+    Keys,
 }
 
 #[allow(clippy::result_large_err)] // built once, on the way out
@@ -79,6 +81,10 @@ fn load(args: &ConfigArgs) -> Result<config::Experiment, ConfigError> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Keys => {
+            print!("{}", config::reference::markdown());
+            ExitCode::SUCCESS
+        }
         Command::Check { args } => match load(&args) {
             Ok(exp) => {
                 println!(

@@ -79,7 +79,6 @@ trainer:
   weight_decay: 0.0005
   log_every: 2
 predict:
-  samples: 5
   memory_budget_mb: 32
 mnist:
   digit_index: 9978

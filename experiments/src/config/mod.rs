@@ -10,6 +10,7 @@
 
 mod locate;
 pub mod raw;
+pub mod reference;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -163,13 +164,14 @@ impl Regularisation {
 /// Prediction settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PredictConfig {
-    pub samples: usize,
     pub memory_budget_bytes: usize,
 }
 
 /// CO2 study settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Co2Config {
+    /// T, the MC passes per input (`predict.samples`).
+    pub samples: usize,
     pub x_star: f64,
     pub small_samples: usize,
     pub band_sd_relu: f64,
@@ -202,6 +204,8 @@ pub struct UciConfig {
     pub epoch_multiplier: f64,
     /// MC passes for each grid point's validation log-likelihood.
     pub validation_samples: usize,
+    /// MC passes for the test metrics (`predict.samples`).
+    pub test_samples: usize,
     /// Overrides each data set's dropout_rates.txt.
     pub dropout_rates: Option<Vec<f64>>,
     /// Overrides each data set's tau_values.txt (original target units).
@@ -1025,10 +1029,20 @@ fn check_run(
         seed: raw.seed,
         log_every,
     };
-    let samples = positive(src, "predict.samples", raw.predict.samples, origin)?;
+    // The co2 and uci studies need T; mnist_rotated refuses the key (reference: not read).
+    let samples = match raw.predict.samples {
+        Some(t) => positive(src, "predict.samples", t, origin)?,
+        None if raw.study == StudyKind::MnistRotated => 0,
+        None => {
+            return Err(src.error(
+                "predict.samples",
+                "missing: T, the MC passes per input (a positive integer)",
+                origin("predict"),
+            ))
+        }
+    };
     let budget = pos("predict.memory_budget_mb", raw.predict.memory_budget_mb)?;
     let predict = PredictConfig {
-        samples,
         memory_budget_bytes: (budget * 1024.0 * 1024.0) as usize,
     };
 
@@ -1046,6 +1060,7 @@ fn check_run(
                 tanh: 8.0,
             });
             Some(Co2Config {
+                samples,
                 x_star: finite_in(src, "co2.x_star", c.x_star, true, "a finite number", origin)?,
                 small_samples: positive(src, "co2.small_samples", c.small_samples, origin)?,
                 band_sd_relu: pos("co2.band_sd.relu", band.relu)?,
@@ -1109,10 +1124,26 @@ fn check_run(
                 None,
             ))
         }
-        (Some(c), _) => Some(check_uci(src, c, origin)?),
+        (Some(c), _) => Some(check_uci(src, c, samples, origin)?),
         (None, _) => None,
     };
 
+    if let Some((key, doc)) = reference::unread_key(raw.study, &resolved) {
+        let readers: Vec<&str> = doc
+            .studies
+            .iter()
+            .map(|s| reference::study_name(*s))
+            .collect();
+        return Err(src.error(
+            &key,
+            format!(
+                "the {} study does not read this key (read by: {}); remove it",
+                reference::study_name(raw.study),
+                readers.join(", ")
+            ),
+            origin(&key),
+        ));
+    }
     let data_dir = raw.data.dir.clone();
     if !data_dir.is_dir() {
         return Err(src.error(
@@ -1140,6 +1171,7 @@ fn check_run(
 fn check_uci(
     src: &Source,
     c: &raw::RawUci,
+    test_samples: usize,
     origin: &dyn Fn(&str) -> Option<String>,
 ) -> Result<UciConfig, ConfigError> {
     use std::str::FromStr as _;
@@ -1213,6 +1245,7 @@ fn check_uci(
             .transpose()?,
         epoch_multiplier,
         validation_samples: positive(src, "uci.validation_samples", c.validation_samples, origin)?,
+        test_samples,
         dropout_rates: grid(
             "uci.dropout_rates",
             &c.dropout_rates,

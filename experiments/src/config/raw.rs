@@ -20,6 +20,7 @@ pub struct RawRun {
     pub trainer: RawTrainer,
     #[serde(default)]
     pub precision: RawPrecision,
+    #[serde(default)]
     pub predict: RawPredict,
     #[serde(default)]
     pub co2: Option<RawCo2>,
@@ -180,9 +181,20 @@ pub struct RawPrecision {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPredict {
-    pub samples: i64,
+    /// Required by the co2 and uci studies; the mnist_rotated study has its own counts.
+    #[serde(default)]
+    pub samples: Option<i64>,
     #[serde(default = "default_budget")]
     pub memory_budget_mb: f64,
+}
+
+impl Default for RawPredict {
+    fn default() -> Self {
+        Self {
+            samples: None,
+            memory_budget_mb: default_budget(),
+        }
+    }
 }
 
 fn default_budget() -> f64 {

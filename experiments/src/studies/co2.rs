@@ -271,7 +271,7 @@ fn run_one(
 
     let predict_started = Instant::now();
     let mc = McConfig {
-        samples: run.predict.samples,
+        samples: co2cfg.samples,
         memory_budget_bytes: run.predict.memory_budget_bytes,
         seed: run.seed ^ PREDICT_SEED,
     };

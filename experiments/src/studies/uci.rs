@@ -220,7 +220,7 @@ fn protocol(run: &RunConfig, cfg: &UciConfig, ds: &UciDataset) -> Result<Protoco
             .or_else(|| cfg.tau_values.clone())
             .unwrap_or_else(|| ds.tau_values.clone()),
         validation_samples: cfg.validation_samples,
-        test_samples: run.predict.samples,
+        test_samples: cfg.test_samples,
         budget_bytes: run.predict.memory_budget_bytes,
         seed: run.seed,
     })

@@ -1,0 +1,246 @@
+//! Every config key: its type, default, allowed values, which studies read it and what it means.
+//! This table is the reference users read (`mcd keys`, `docs/config.md`, generated from it) and
+//! the rule validation applies: a key that the run's study does not read is refused
+//! ([`unread_key`]). Tests check it against the serde schema in `raw.rs` both ways.
+
+use super::StudyKind::{self, Co2, MnistRotated, Uci};
+use crate::yaml::Value;
+
+/// One key of the schema.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyDoc {
+    /// Dotted path; `[]` marks the items of a list (`variants[].name`).
+    pub key: &'static str,
+    pub ty: &'static str,
+    /// What applies when the key is absent ("required" when it must be given).
+    pub default: &'static str,
+    pub allowed: &'static str,
+    /// Studies that read it; any other study refuses it.
+    pub studies: &'static [StudyKind],
+    pub meaning: &'static str,
+    /// A valid value, for the tests that hold this table against the schema.
+    pub example: &'static str,
+}
+
+const ALL: &[StudyKind] = &[Co2, MnistRotated, Uci];
+
+macro_rules! key {
+    ($key:literal, $ty:literal, $default:literal, $allowed:literal, $studies:expr, $example:literal, $meaning:literal) => {
+        KeyDoc {
+            key: $key,
+            ty: $ty,
+            default: $default,
+            allowed: $allowed,
+            studies: $studies,
+            meaning: $meaning,
+            example: $example,
+        }
+    };
+}
+
+/// The schema, in the order of `docs/config.md`.
+pub const KEYS: &[KeyDoc] = &[
+    key!("study", "word", "required", "`co2`, `mnist_rotated`, `uci`", ALL, "co2",
+        "Which study the file drives: CO2 extrapolation (paper Fig. 2, 3), rotated MNIST (Fig. 4, calibration, out-of-distribution), the UCI benchmark (Table 1)."),
+    key!("name", "text", "the file name without `.yaml`", "a folder name: not empty, no `/` or `\\`, not starting with `.`", ALL, "my_run",
+        "Results go to `results/<name>/`."),
+    key!("seed", "integer", "0", ">= 0", ALL, "3",
+        "Fixes weight init, dropout masks, mini-batch order and MC passes (`--seed` overrides it)."),
+    key!("data", "section", "`{dir: data}`", "", ALL, "{dir: data}",
+        "Where the data come from."),
+    key!("data.dir", "path", "`data`", "an existing folder with a `SHA256SUMS` manifest; relative to where `mcd` runs", ALL, "data",
+        "The vendored data folder; every file read is checked against its manifest."),
+    key!("model", "section", "required", "", ALL, "{hidden: [8], activation: relu, dropout: 0.1}",
+        "The network."),
+    key!("model.arch", "word", "`mlp`", "`mlp` (co2, uci), `lenet` (mnist_rotated)", ALL, "mlp",
+        "Network family."),
+    key!("model.hidden", "list of integers", "co2: required; uci: each data set's `n_hidden.txt`", "widths >= 1; co2 needs at least one layer", &[Co2, Uci], "[8, 8]",
+        "Hidden layer widths of the MLP."),
+    key!("model.activation", "word", "required", "`relu`, `tanh`, `sigmoid`", &[Co2, Uci], "tanh",
+        "Non-linearity after every hidden layer."),
+    key!("model.placement", "word", "`fc`", "`fc` (dropout after FC 500: LeNet), `all` (also after each convolution: LeNet-all)", &[MnistRotated], "all",
+        "Where LeNet drops units."),
+    key!("model.dropout", "number", "required", "a drop probability in [0, 1)", &[Co2, MnistRotated], "0.1",
+        "Drop probability after every hidden layer (uci grid-searches it: `uci.dropout_rates`)."),
+    key!("model.input_dropout", "number", "0", "a drop probability in [0, 1)", &[Co2], "0.0",
+        "Drop probability on the inputs (uci drops inputs at the hidden rate, the authors' protocol)."),
+    key!("model.init", "word", "`caffe_xavier`", "`caffe_xavier`, `torch`, `glorot_uniform`", &[Co2, Uci], "torch",
+        "Weight initialisation of the MLP (LeNet's is fixed: Caffe's Xavier)."),
+    key!("trainer", "section", "required", "", ALL, "{optimizer: adam, lr: 0.001}",
+        "Training settings."),
+    key!("trainer.iterations", "integer", "co2: required; mnist_rotated: give this or `trainer.epochs`", ">= 1", &[Co2, MnistRotated], "40",
+        "Optimiser steps."),
+    key!("trainer.epochs", "integer", "see `trainer.iterations`", ">= 1", &[MnistRotated], "1",
+        "Passes over the training images (steps = epochs x ceil(N / batch))."),
+    key!("trainer.batch_size", "integer or `full`", "`full`", ">= 1, or `full` (every training point in each step)", ALL, "64",
+        "Mini-batch size."),
+    key!("trainer.optimizer", "word", "required", "`sgd`, `adam` (uci: `adam` only)", ALL, "adam",
+        "Optimiser; weight decay is added to the gradient (`wd * w`)."),
+    key!("trainer.lr", "number", "required", "> 0", ALL, "0.001",
+        "Base learning rate."),
+    key!("trainer.momentum", "number", "0.9", "[0, 1); sgd only", &[Co2, MnistRotated], "0.9",
+        "SGD (heavy-ball) momentum."),
+    key!("trainer.beta1", "number", "0.9", "[0, 1); adam only", ALL, "0.9",
+        "Adam's first-moment decay."),
+    key!("trainer.beta2", "number", "0.999", "[0, 1); adam only", ALL, "0.999",
+        "Adam's second-moment decay."),
+    key!("trainer.schedule", "section", "`{kind: constant}`", "`{kind: constant}`, `{kind: inv, gamma, power}`, `{kind: cosine, final_fraction}`; uci: constant only", ALL, "{kind: constant}",
+        "Learning-rate schedule."),
+    key!("trainer.schedule.kind", "word", "`constant`", "`constant`, `inv`, `cosine`", ALL, "constant",
+        "`inv` is Caffe's: lr (1 + gamma it)^(-power); `cosine` decays to lr x final_fraction at the last step."),
+    key!("trainer.schedule.gamma", "number", "required with `inv`", ">= 0", &[Co2, MnistRotated], "0.0001",
+        "`inv` schedule's gamma."),
+    key!("trainer.schedule.power", "number", "required with `inv`", ">= 0", &[Co2, MnistRotated], "0.75",
+        "`inv` schedule's power."),
+    key!("trainer.schedule.final_fraction", "number", "required with `cosine`", "[0, 1]", &[Co2, MnistRotated], "0.1",
+        "`cosine` schedule's last learning rate as a fraction of `trainer.lr`."),
+    key!("trainer.weight_decay", "number", "see `precision`", "co2: > 0 with `precision.length_scale`, >= 0 with `precision.tau`; mnist_rotated: >= 0", &[Co2, MnistRotated], "1.0e-6",
+        "L2 weight decay wd (gradient += wd * w); tau = (1 - p) l^2 / (2 N wd). uci derives it from each (p, tau)."),
+    key!("trainer.log_every", "integer", "100", ">= 1", &[Co2, MnistRotated], "10",
+        "Steps between loss reports (progress and the training curve); uci reports every 200 steps."),
+    key!("precision", "section", "`{}`", "", ALL, "{length_scale: 0.25}",
+        "Model precision tau and prior length-scale l: give two of `trainer.weight_decay`, `precision.tau`, `precision.length_scale` (uci: `length_scale`, optionally `tau` to fix it)."),
+    key!("precision.length_scale", "number", "see `precision`", "> 0", ALL, "0.25",
+        "Prior length-scale l of the weights."),
+    key!("precision.tau", "number", "see `precision`", "> 0", ALL, "10",
+        "Model precision tau (1 / observation noise variance); uci: a fixed tau instead of the grid."),
+    key!("predict", "section", "co2, uci: required", "", ALL, "{memory_budget_mb: 16}",
+        "MC prediction."),
+    key!("predict.samples", "integer", "required", ">= 1", &[Co2, Uci], "20",
+        "T, the stochastic forward passes per input (mnist_rotated: `mnist.rotation_samples`, `mnist.test_samples`)."),
+    key!("predict.memory_budget_mb", "number", "256", "> 0", ALL, "16",
+        "Memory for the passes' activations; passes are batched in chunks that fit (on the CPU at most 16 MiB of activations)."),
+    key!("co2", "section", "co2: required", "", &[Co2], "{x_star: 3.5}",
+        "CO2 study settings."),
+    key!("co2.x_star", "number", "required", "finite", &[Co2], "3.5",
+        "The far input (standardised units) whose predictive mean and sd go in the table."),
+    key!("co2.small_samples", "integer", "10", ">= 1", &[Co2], "5",
+        "T of the Fig. 3 comparison (ReLU runs whose `predict.samples` is larger)."),
+    key!("co2.band_sd", "section", "`{relu: 2, tanh: 8}`", "", &[Co2], "{relu: 2, tanh: 8}",
+        "Half-width of the drawn band in predictive sd, per activation (the paper draws TanH at 8)."),
+    key!("co2.band_sd.relu", "number", "2", "> 0", &[Co2], "2",
+        "Band half-width for ReLU (and sigmoid) runs."),
+    key!("co2.band_sd.tanh", "number", "8", "> 0", &[Co2], "8",
+        "Band half-width for TanH runs."),
+    key!("co2.gp", "boolean", "true", "`true`, `false`", &[Co2], "true",
+        "Also fit the GP baseline (runs without a sweep)."),
+    key!("co2.near_from", "number", "all training inputs", "a number", &[Co2], "-0.5",
+        "`sd_near_data` averages the predictive sd over training inputs with x >= this."),
+    key!("mnist", "section", "mnist_rotated: required", "", &[MnistRotated], "{digit_index: 9978, angles: [0, 30]}",
+        "Rotated-MNIST study settings."),
+    key!("mnist.digit_index", "integer", "required", "an index into the 10,000 test images", &[MnistRotated], "9978",
+        "The test image to rotate (9978 is a \"1\")."),
+    key!("mnist.angles", "list of numbers", "required", "at least one finite angle, degrees counter-clockwise", &[MnistRotated], "[0, 30, 60]",
+        "Rotation angles of Fig. 4."),
+    key!("mnist.rotation_samples", "integer", "100", ">= 1", &[MnistRotated], "8",
+        "MC passes per rotated image."),
+    key!("mnist.test_samples", "integer", "50", ">= 1", &[MnistRotated], "4",
+        "MC passes per test image for accuracy, NLL, Brier, ECE and the out-of-distribution scores."),
+    key!("mnist.ood", "boolean", "true", "`true`, `false`", &[MnistRotated], "true",
+        "Fashion-MNIST against MNIST out-of-distribution detection."),
+    key!("mnist.train_limit", "integer", "all 60,000", ">= 1", &[MnistRotated], "256",
+        "Train on the first N training images only (quick runs, tests)."),
+    key!("mnist.test_limit", "integer", "all 10,000", ">= 1", &[MnistRotated], "200",
+        "Evaluate on the first N test images only."),
+    key!("mnist.monitor_images", "integer", "2000", ">= 1", &[MnistRotated], "100",
+        "Test images whose accuracy is logged after every epoch."),
+    key!("uci", "section", "uci: required", "", &[Uci], "{datasets: [yacht], epoch_multiplier: 1}",
+        "UCI benchmark settings (the authors' 2018 protocol)."),
+    key!("uci.datasets", "`all` or list of names", "required", "`all` or names from `bostonHousing`, `concrete`, `energy`, `kin8nm`, `naval-propulsion-plant`, `power-plant`, `protein-tertiary-structure`, `wine-quality-red`, `yacht`, `YearPredictionMSD` (not vendored: skipped)", &[Uci], "[yacht]",
+        "Data sets, in table order for `all`."),
+    key!("uci.splits", "integer", "all (20; protein 5)", ">= 1", &[Uci], "3",
+        "Use only the first K standard splits of each data set."),
+    key!("uci.epoch_multiplier", "number", "required", "> 0", &[Uci], "10",
+        "Training epochs = the data set's `n_epochs.txt` x this (the authors' result files are labelled 100x)."),
+    key!("uci.validation_samples", "integer", "1000", ">= 1", &[Uci], "200",
+        "MC passes for each grid point's validation log-likelihood."),
+    key!("uci.dropout_rates", "list of numbers", "each data set's `dropout_rates.txt`", "drop probabilities in [0, 1)", &[Uci], "[0.005, 0.05]",
+        "The grid of p."),
+    key!("uci.tau_values", "list of numbers", "each data set's `tau_values.txt`", "> 0, original target units", &[Uci], "[0.1, 1]",
+        "The grid of tau."),
+    key!("uci.splits_per_stack", "integer", "20", ">= 1", &[Uci], "5",
+        "Splits trained together as one stacked model (each with its whole grid); a stack's splits are saved when it finishes."),
+    key!("variants", "list", "one run", "a non-empty list of `{name, set}`; names unique", ALL, "[{name: a, set: {seed: 1}}]",
+        "Named runs: each applies its `set` to the base document."),
+    key!("variants[].name", "text", "required", "not empty, unique", ALL, "a",
+        "The run's name (tables, figures, `config.resolved.yaml`)."),
+    key!("variants[].set", "mapping", "`{}`", "dotted key path -> value", ALL, "{seed: 1}",
+        "Overrides of this run."),
+    key!("sweep", "mapping", "no sweep", "dotted key path -> non-empty list of values; several keys give the product", ALL, "{seed: [1, 2]}",
+        "One run per combination, after the variant's `set`."),
+];
+
+/// The entry of a resolved document's key path, if the reference lists it.
+pub fn find(key: &str) -> Option<&'static KeyDoc> {
+    KEYS.iter().find(|k| k.key == key)
+}
+
+/// The first key of a run's document that its study does not read, with the entry that says
+/// who reads it. Sections are walked; lists and values are leaves.
+pub fn unread_key(study: StudyKind, doc: &Value) -> Option<(String, &'static KeyDoc)> {
+    fn walk(study: StudyKind, prefix: &str, v: &Value) -> Option<(String, &'static KeyDoc)> {
+        let Value::Mapping(m) = v else { return None };
+        for (k, child) in m {
+            let Some(k) = k.as_str() else { continue };
+            let path = if prefix.is_empty() {
+                k.to_string()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            if let Some(doc) = find(&path) {
+                if !doc.studies.contains(&study) {
+                    return Some((path, doc));
+                }
+                if let Some(found) = walk(study, &path, child) {
+                    return Some(found);
+                }
+            }
+        }
+        None
+    }
+    walk(study, "", doc)
+}
+
+/// The names configs use for studies.
+pub fn study_name(s: StudyKind) -> &'static str {
+    match s {
+        Co2 => "co2",
+        MnistRotated => "mnist_rotated",
+        Uci => "uci",
+    }
+}
+
+/// `docs/config.md`: the reference as Markdown.
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "# Config reference\n\n\
+         Generated from `experiments/src/config/reference.rs` by `mcd keys` (a test fails when \
+         this file and the schema disagree). A config is YAML; unknown keys are errors, and so \
+         is a key the config's study does not read. Resolution order: the base document, then \
+         the variant's `set`, then the sweep point, then `--set` from the command line.\n\n\
+         | key | type | default | allowed | read by | meaning |\n\
+         |---|---|---|---|---|---|\n",
+    );
+    for k in KEYS {
+        let studies = if k.studies.len() == ALL.len() {
+            "all".to_string()
+        } else {
+            k.studies
+                .iter()
+                .map(|s| study_name(*s))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let cell = |s: &str| s.replace('|', "\\|");
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} | {} |\n",
+            k.key,
+            cell(k.ty),
+            cell(k.default),
+            cell(k.allowed),
+            studies,
+            cell(k.meaning)
+        ));
+    }
+    out
+}
