@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Regenerates this folder from the shared data set gathering (default: ../shared/data relative to
-# the repository root). Verifies the upstream checksums first, then copies (gzip -9 -n for text,
-# IDX files already gzipped), then rewrites SHA256SUMS over the files as stored here.
-# Usage: data/vendor.sh [SOURCE_DIR]
+# Regenerates this folder from a folder of the original downloads (the layout data/README.md
+# describes, with the upstream checksums). Verifies the upstream checksums first, then copies
+# (gzip -9 -n for text, IDX files already gzipped), then rewrites SHA256SUMS over the files as
+# stored here. Maintainers only: users never need it (the data are vendored).
+# Usage: data/vendor.sh SOURCE_DIR
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-SRC="$(cd "${1:-$HERE/../../shared/data}" && pwd)"
+if [ $# -ne 1 ]; then
+    echo "usage: data/vendor.sh SOURCE_DIR (a folder of the original downloads)" >&2
+    exit 2
+fi
+SRC="$(cd "$1" && pwd)"
 
 # What is vendored, as paths relative to SRC (sorted for a stable SHA256SUMS).
 list_sources() {

@@ -275,7 +275,7 @@ fn uci_config_resolves_and_rejects_what_the_protocol_fixes() {
     let exp = load_text(&uci_text(), &[]).unwrap();
     let uci = exp.runs[0].uci.as_ref().unwrap();
     assert_eq!(uci.splits, Some(3));
-    assert_eq!(uci.datasets.len(), 2);
+    assert_eq!(uci.vendored_datasets().len(), 2);
     assert!(
         uci.dropout_rates.is_none(),
         "the data set's own grid by default"
@@ -308,7 +308,10 @@ fn uci_config_resolves_and_rejects_what_the_protocol_fixes() {
         "length_scale",
     );
     let all = load_text(&uci_text(), &["uci.datasets=all"]).unwrap();
-    assert_eq!(all.runs[0].uci.as_ref().unwrap().datasets.len(), 10);
+    assert_eq!(
+        all.runs[0].uci.as_ref().unwrap().vendored_datasets().len(),
+        10
+    );
 }
 
 #[test]

@@ -108,11 +108,69 @@ impl FromStr for UciName {
     }
 }
 
+/// What a [`UciDataset`] holds: a vendored UCI set, or a researcher's own table
+/// (`crate::own`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetName {
+    Uci(UciName),
+    Own {
+        /// The file name without its extension.
+        label: String,
+        /// Hex sha256 over the file's bytes, the columns used and the split rule: a changed
+        /// file or rule is another data set.
+        fingerprint: String,
+    },
+}
+
+impl SetName {
+    /// The name used in tables, file names and logs.
+    pub fn dir_name(&self) -> &str {
+        match self {
+            SetName::Uci(n) => n.dir_name(),
+            SetName::Own { label, .. } => label,
+        }
+    }
+
+    /// The vendored set, if it is one (published numbers exist only for those).
+    pub fn uci(&self) -> Option<UciName> {
+        match self {
+            SetName::Uci(n) => Some(*n),
+            SetName::Own { .. } => None,
+        }
+    }
+
+    /// A number that tells data sets apart in seed derivations: a vendored set's is its index
+    /// in [`UciName::ALL`] (as it always was), an own table's comes from its fingerprint.
+    pub fn seed_tag(&self) -> u64 {
+        match self {
+            SetName::Uci(n) => *n as u64,
+            SetName::Own { fingerprint, .. } => {
+                u64::from_str_radix(fingerprint.get(..15).unwrap_or("0"), 16).unwrap_or(0) | 1 << 60
+            }
+        }
+    }
+}
+
+impl fmt::Display for SetName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetName::Uci(n) => n.fmt(f),
+            SetName::Own { label, fingerprint } => {
+                write!(
+                    f,
+                    "{label} (own data {})",
+                    fingerprint.get(..12).unwrap_or("")
+                )
+            }
+        }
+    }
+}
+
 /// One data set with its splits and the authors' grids.
 #[derive(Debug, Clone)]
 pub struct UciDataset {
     /// Which data set.
-    pub name: UciName,
+    pub name: SetName,
     /// Directory it was read from (for error messages).
     pub dir: PathBuf,
     /// Inputs, row-major `n_rows x n_features` (columns `index_features.txt`, in that order).
@@ -270,7 +328,7 @@ pub fn load(root: &DataRoot, name: UciName) -> Result<UciDataset> {
     }
 
     Ok(UciDataset {
-        name,
+        name: SetName::Uci(name),
         dir: root.path(&base),
         x,
         y,
@@ -380,7 +438,7 @@ pub fn standardise(values: &[f64], rows: usize, cols: usize) -> (Vec<f64>, Vec<f
     (mean, std)
 }
 
-fn inconsistent(path: &Path, msg: &str) -> DataError {
+pub(crate) fn inconsistent(path: &Path, msg: &str) -> DataError {
     DataError::Inconsistent {
         path: path.to_path_buf(),
         msg: msg.to_string(),
@@ -432,7 +490,7 @@ fn parse_table(text: &str, path: &Path) -> Result<(Vec<f64>, usize)> {
 }
 
 /// Whitespace-separated 0-based indices, each `< len`; returns (index, 1-based line).
-fn parse_indices(text: &str, path: &Path, len: usize) -> Result<Vec<(usize, usize)>> {
+pub(crate) fn parse_indices(text: &str, path: &Path, len: usize) -> Result<Vec<(usize, usize)>> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         for (f, tok) in line.split_whitespace().enumerate() {

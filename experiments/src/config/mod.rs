@@ -196,12 +196,10 @@ pub struct MnistConfig {
 /// UCI benchmark settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UciConfig {
-    /// In the order given (`all`: the paper's table order, Year Prediction MSD included).
-    pub datasets: Vec<UciName>,
+    /// Which data sets, and their training length.
+    pub sets: UciSets,
     /// Only the first K splits of each data set.
     pub splits: Option<usize>,
-    /// Epochs = n_epochs.txt x this (rounded, at least 1).
-    pub epoch_multiplier: f64,
     /// MC passes for each grid point's validation log-likelihood.
     pub validation_samples: usize,
     /// MC passes for the test metrics (`predict.samples`).
@@ -214,13 +212,67 @@ pub struct UciConfig {
     pub splits_per_stack: usize,
 }
 
+/// The data sets of a uci run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UciSets {
+    /// Vendored sets in the order given (`all`: the paper's table order, Year Prediction MSD
+    /// included); epochs = n_epochs.txt x `epoch_multiplier` (rounded, at least 1).
+    Vendored {
+        dir: PathBuf,
+        datasets: Vec<UciName>,
+        epoch_multiplier: f64,
+    },
+    /// The table of `data.csv`, cut by `split`, trained for `epochs`.
+    Own {
+        table: TableSource,
+        split: mcd_datasets::SplitRule,
+        epochs: usize,
+    },
+}
+
+impl UciConfig {
+    /// The vendored data sets named (none for an own table).
+    pub fn vendored_datasets(&self) -> &[UciName] {
+        match &self.sets {
+            UciSets::Vendored { datasets, .. } => datasets,
+            UciSets::Own { .. } => &[],
+        }
+    }
+}
+
+/// Hidden width of an own table's net when `model.hidden` is not given (the authors' 50).
+pub const OWN_TABLE_HIDDEN: usize = 50;
+
+/// The authors' dropout-rate grid, the default for an own table.
+pub const OWN_TABLE_DROPOUT_RATES: [f64; 4] = [0.005, 0.01, 0.05, 0.1];
+
+/// Where a run's data come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataSource {
+    /// The vendored, checksummed data folder.
+    Vendored(PathBuf),
+    /// A researcher's own CSV file.
+    Table(TableSource),
+}
+
+/// A CSV table named in the config (`data.csv`, `data.target`, ...).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableSource {
+    pub csv: PathBuf,
+    pub target: String,
+    /// None: every column but the target.
+    pub features: Option<Vec<String>>,
+    /// uci only (the co2 study fits every row).
+    pub split: Option<mcd_datasets::SplitRule>,
+}
+
 /// One fully resolved and validated run.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     /// Unique within the experiment (variant name and sweep values).
     pub name: String,
     pub seed: u64,
-    pub data_dir: PathBuf,
+    pub data: DataSource,
     pub model: ModelConfig,
     /// Training settings; `weight_decay` is filled in by the study from [`Regularisation`].
     pub trainer: TrainSpec,
@@ -1054,7 +1106,7 @@ fn check_run(
                 None,
             ))
         }
-        (Some(c), _) => {
+        (Some(c), StudyKind::Co2) => {
             let band = c.band_sd.clone().unwrap_or(raw::RawBandSd {
                 relu: 2.0,
                 tanh: 8.0,
@@ -1069,7 +1121,8 @@ fn check_run(
                 near_from: c.near_from.unwrap_or(f64::NEG_INFINITY),
             })
         }
-        (None, _) => None,
+        // Another study's section: refused below (reference: not read by this study).
+        _ => None,
     };
 
     let mnist = match (&raw.mnist, raw.study) {
@@ -1080,7 +1133,7 @@ fn check_run(
                 None,
             ))
         }
-        (Some(c), _) => {
+        (Some(c), StudyKind::MnistRotated) => {
             if c.angles.is_empty() || c.angles.iter().any(|a| !a.is_finite()) {
                 return Err(src.error(
                     "mnist.angles",
@@ -1113,9 +1166,10 @@ fn check_run(
                 monitor_images: positive(src, "mnist.monitor_images", c.monitor_images, origin)?,
             })
         }
-        (None, _) => None,
+        _ => None,
     };
 
+    let data = check_data(src, &raw, origin)?;
     let uci = match (&raw.uci, raw.study) {
         (None, StudyKind::Uci) => {
             return Err(src.error(
@@ -1124,8 +1178,8 @@ fn check_run(
                 None,
             ))
         }
-        (Some(c), _) => Some(check_uci(src, c, samples, origin)?),
-        (None, _) => None,
+        (Some(c), StudyKind::Uci) => Some(check_uci(src, c, samples, &data, origin)?),
+        _ => None,
     };
 
     if let Some((key, doc)) = reference::unread_key(raw.study, &resolved) {
@@ -1144,18 +1198,10 @@ fn check_run(
             origin(&key),
         ));
     }
-    let data_dir = raw.data.dir.clone();
-    if !data_dir.is_dir() {
-        return Err(src.error(
-            "data.dir",
-            format!("the data folder `{}` does not exist (paths are relative to the directory you run from)", data_dir.display()),
-            origin("data.dir"),
-        ));
-    }
     Ok(RunConfig {
         name,
         seed: raw.seed,
-        data_dir,
+        data,
         model,
         trainer,
         regularisation,
@@ -1168,14 +1214,223 @@ fn check_run(
     })
 }
 
+/// The `data:` section: the vendored folder, or an own CSV table with its columns and split.
+fn check_data(
+    src: &Source,
+    raw: &RawRun,
+    origin: &dyn Fn(&str) -> Option<String>,
+) -> Result<DataSource, ConfigError> {
+    let d = &raw.data;
+    let err = |key: &str, msg: String| src.error(key, msg, origin(key));
+    let Some(csv) = &d.csv else {
+        for (key, given) in [
+            ("data.target", d.target.is_some()),
+            ("data.features", d.features.is_some()),
+            ("data.split", d.split.is_some()),
+        ] {
+            if given {
+                return Err(err(key, "only used with data.csv (your own table)".into()));
+            }
+        }
+        let dir = d.dir.clone().unwrap_or_else(|| PathBuf::from("data"));
+        if !dir.is_dir() {
+            return Err(err(
+                "data.dir",
+                format!(
+                    "the data folder `{}` does not exist (paths are relative to the directory \
+                     you run from)",
+                    dir.display()
+                ),
+            ));
+        }
+        return Ok(DataSource::Vendored(dir));
+    };
+    if d.dir.is_some() {
+        return Err(err(
+            "data.dir",
+            "give data.dir (the vendored data) or data.csv (your table), not both".into(),
+        ));
+    }
+    if !csv.is_file() {
+        return Err(err(
+            "data.csv",
+            format!(
+                "`{}` is not a file (paths are relative to the directory you run from)",
+                csv.display()
+            ),
+        ));
+    }
+    let Some(target) = d.target.clone().filter(|t| !t.trim().is_empty()) else {
+        return Err(err(
+            "data.target",
+            "missing: the name of the target column".into(),
+        ));
+    };
+    if let Some(f) = &d.features {
+        if f.is_empty() {
+            return Err(err(
+                "data.features",
+                "give at least one column (or remove the key: every column but the target)".into(),
+            ));
+        }
+    }
+    let split = match (&d.split, raw.study) {
+        (Some(_), StudyKind::Co2) => {
+            return Err(err(
+                "data.split",
+                "the co2 study fits every row of the table: remove data.split".into(),
+            ))
+        }
+        (None, _) => None,
+        (Some(s), _) => Some(check_split(src, s, origin)?),
+    };
+    Ok(DataSource::Table(TableSource {
+        csv: csv.clone(),
+        target,
+        features: d.features.clone(),
+        split,
+    }))
+}
+
+fn check_split(
+    src: &Source,
+    s: &raw::RawSplit,
+    origin: &dyn Fn(&str) -> Option<String>,
+) -> Result<mcd_datasets::SplitRule, ConfigError> {
+    use mcd_datasets::SplitRule;
+    let err = |key: &str, msg: String| src.error(key, msg, origin(key));
+    if let Some(pairs) = &s.index_files {
+        if let Some(key) = [
+            ("data.split.test_fraction", s.test_fraction.is_some()),
+            ("data.split.count", s.count.is_some()),
+            ("data.split.seed", s.seed.is_some()),
+        ]
+        .iter()
+        .find_map(|(k, given)| given.then_some(*k))
+        {
+            return Err(err(
+                key,
+                "not with data.split.index_files (the files fix the splits)".into(),
+            ));
+        }
+        if pairs.is_empty() {
+            return Err(err(
+                "data.split.index_files",
+                "give at least one {train: FILE, test: FILE}".into(),
+            ));
+        }
+        for (i, p) in pairs.iter().enumerate() {
+            for (part, path) in [("train", &p.train), ("test", &p.test)] {
+                if !path.is_file() {
+                    return Err(err(
+                        &format!("data.split.index_files[{i}].{part}"),
+                        format!("`{}` is not a file", path.display()),
+                    ));
+                }
+            }
+        }
+        return Ok(SplitRule::IndexFiles(
+            pairs
+                .iter()
+                .map(|p| (p.train.clone(), p.test.clone()))
+                .collect(),
+        ));
+    }
+    let Some(f) = s.test_fraction else {
+        return Err(err(
+            "data.split.test_fraction",
+            "missing: the share of rows held out for testing in each split, in (0, 1) (or \
+             give data.split.index_files)"
+                .into(),
+        ));
+    };
+    let test_fraction = finite_in(
+        src,
+        "data.split.test_fraction",
+        f,
+        f > 0.0 && f < 1.0,
+        "a fraction in (0, 1)",
+        origin,
+    )?;
+    Ok(SplitRule::Random {
+        count: positive(src, "data.split.count", s.count.unwrap_or(1), origin)?,
+        test_fraction,
+        seed: s.seed.unwrap_or(0),
+    })
+}
+
 fn check_uci(
     src: &Source,
     c: &raw::RawUci,
     test_samples: usize,
+    data: &DataSource,
     origin: &dyn Fn(&str) -> Option<String>,
 ) -> Result<UciConfig, ConfigError> {
     use std::str::FromStr as _;
-    let datasets = match &c.datasets {
+    let refuse = |key: &str, why: &str| Err(src.error(key, why.to_string(), origin(key)));
+    let dir = match data {
+        DataSource::Table(table) => {
+            for (key, given, why) in [
+                (
+                    "uci.datasets",
+                    c.datasets.is_some(),
+                    "the data come from data.csv: remove uci.datasets",
+                ),
+                (
+                    "uci.epoch_multiplier",
+                    c.epoch_multiplier.is_some(),
+                    "an own table has no n_epochs.txt to multiply: give uci.epochs instead",
+                ),
+            ] {
+                if given {
+                    return refuse(key, why);
+                }
+            }
+            if c.tau_values.is_none() {
+                return refuse(
+                    "uci.tau_values",
+                    "missing: an own table needs its grid of tau (model precision, in the \
+                     target's units: about 1 / the noise variance you expect)",
+                );
+            }
+            let Some(epochs) = c.epochs else {
+                return refuse(
+                    "uci.epochs",
+                    "missing: the training epochs for data.csv (a positive integer)",
+                );
+            };
+            let dropout_rates = match &c.dropout_rates {
+                None => Some(OWN_TABLE_DROPOUT_RATES.to_vec()),
+                given => given.clone(),
+            };
+            let Some(split) = table.split.clone() else {
+                return refuse(
+                    "data.split",
+                    "missing: {test_fraction, count, seed} or {index_files: [{train, test}, ...]}",
+                );
+            };
+            let sets = UciSets::Own {
+                table: table.clone(),
+                split,
+                epochs: positive(src, "uci.epochs", epochs, origin)?,
+            };
+            return finish_uci(src, c, sets, dropout_rates, test_samples, origin);
+        }
+        DataSource::Vendored(dir) => dir.clone(),
+    };
+    if c.epochs.is_some() {
+        return refuse(
+            "uci.epochs",
+            "vendored data train for n_epochs.txt x uci.epoch_multiplier: remove uci.epochs",
+        );
+    }
+    let Some(names) = &c.datasets else {
+        return refuse(
+            "uci.datasets",
+            "missing: `all` or a list of data set names (or data.csv for your own table)",
+        );
+    };
+    let datasets = match names {
         raw::RawNames::Word(w) if w == "all" => UciName::ALL.to_vec(),
         raw::RawNames::Word(w) => vec![UciName::from_str(w).map_err(|e| {
             src.error(
@@ -1209,6 +1464,44 @@ fn check_uci(
             out
         }
     };
+    let Some(multiplier) = c.epoch_multiplier else {
+        return refuse(
+            "uci.epoch_multiplier",
+            "missing: epochs are n_epochs.txt x this (a positive number; the authors' result \
+             files are labelled 100x)",
+        );
+    };
+    let epoch_multiplier = finite_in(
+        src,
+        "uci.epoch_multiplier",
+        multiplier,
+        multiplier > 0.0,
+        "a positive number (the authors' result files are labelled 100x)",
+        origin,
+    )?;
+    finish_uci(
+        src,
+        c,
+        UciSets::Vendored {
+            dir,
+            datasets,
+            epoch_multiplier,
+        },
+        c.dropout_rates.clone(),
+        test_samples,
+        origin,
+    )
+}
+
+/// The settings both kinds of uci data share.
+fn finish_uci(
+    src: &Source,
+    c: &raw::RawUci,
+    sets: UciSets,
+    dropout_rates: Option<Vec<f64>>,
+    test_samples: usize,
+    origin: &dyn Fn(&str) -> Option<String>,
+) -> Result<UciConfig, ConfigError> {
     let grid = |key: &str,
                 v: &Option<Vec<f64>>,
                 ok: fn(f64) -> bool,
@@ -1229,26 +1522,17 @@ fn check_uci(
             }
         }
     };
-    let epoch_multiplier = finite_in(
-        src,
-        "uci.epoch_multiplier",
-        c.epoch_multiplier,
-        c.epoch_multiplier > 0.0,
-        "a positive number (the published runs used 100)",
-        origin,
-    )?;
     Ok(UciConfig {
-        datasets,
+        sets,
         splits: c
             .splits
             .map(|k| positive(src, "uci.splits", k, origin))
             .transpose()?,
-        epoch_multiplier,
         validation_samples: positive(src, "uci.validation_samples", c.validation_samples, origin)?,
         test_samples,
         dropout_rates: grid(
             "uci.dropout_rates",
-            &c.dropout_rates,
+            &dropout_rates,
             |p| (0.0..1.0).contains(&p),
             "drop probabilities in [0, 1)",
         )?,

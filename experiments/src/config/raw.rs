@@ -42,23 +42,42 @@ pub enum StudyKind {
     Uci,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawData {
-    #[serde(default = "default_data_dir")]
-    pub dir: PathBuf,
+    /// The vendored data folder (default `data`); not with `csv`.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// A researcher's own table instead of the vendored data.
+    #[serde(default)]
+    pub csv: Option<PathBuf>,
+    #[serde(default)]
+    pub target: Option<String>,
+    #[serde(default)]
+    pub features: Option<Vec<String>>,
+    #[serde(default)]
+    pub split: Option<RawSplit>,
 }
 
-impl Default for RawData {
-    fn default() -> Self {
-        Self {
-            dir: default_data_dir(),
-        }
-    }
+/// How an own table is split: random (`test_fraction`, `count`, `seed`) or `index_files`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSplit {
+    #[serde(default)]
+    pub test_fraction: Option<f64>,
+    #[serde(default)]
+    pub count: Option<i64>,
+    #[serde(default)]
+    pub seed: Option<u64>,
+    #[serde(default)]
+    pub index_files: Option<Vec<RawIndexPair>>,
 }
 
-fn default_data_dir() -> PathBuf {
-    PathBuf::from("data")
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIndexPair {
+    pub train: PathBuf,
+    pub test: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -294,13 +313,21 @@ pub enum RawNames {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUci {
-    /// `all` (the ten of Table 1; unvendored ones are skipped with a message) or names.
-    pub datasets: RawNames,
+    /// `all` (the ten of Table 1; unvendored ones are skipped with a message) or names; not
+    /// with `data.csv`.
+    #[serde(default)]
+    pub datasets: Option<RawNames>,
     /// Use only the first K splits of each data set (default: all).
     #[serde(default)]
     pub splits: Option<i64>,
-    /// Training epochs = the data set's n_epochs.txt times this (published: 100).
-    pub epoch_multiplier: f64,
+    /// Training epochs = the data set's n_epochs.txt times this (the authors' result files are
+    /// labelled 100x); vendored
+    /// data only.
+    #[serde(default)]
+    pub epoch_multiplier: Option<f64>,
+    /// Training epochs of an own table (`data.csv`).
+    #[serde(default)]
+    pub epochs: Option<i64>,
     /// MC passes for the validation log-likelihood of each grid point.
     #[serde(default = "default_validation_samples")]
     pub validation_samples: i64,

@@ -19,7 +19,7 @@ use tch::{nn, Tensor};
 
 use super::parallel_runs;
 use crate::cache::{key_of, load_or_train, TrainSummary, WeightCache};
-use crate::config::{Co2Config, Experiment, RunConfig};
+use crate::config::{Co2Config, DataSource, Experiment, RunConfig};
 use crate::output::OutputDir;
 use crate::Context;
 
@@ -33,7 +33,13 @@ struct Co2Inputs {
     y_train: Vec<f32>,
     /// Training inputs followed by the extrapolation inputs.
     x_all: Vec<f32>,
+    /// What tells an own table's weights apart in the cache (empty for the vendored series,
+    /// whose keys are as they always were).
+    cache_tag: String,
 }
+
+/// Extrapolation inputs drawn for an own table: from its smallest x to x* (or its largest x).
+const TABLE_GRID_POINTS: usize = 1000;
 
 /// A host vector as an [n, 1] tensor on `device`.
 fn column(v: &[f32], device: tch::Device) -> Tensor {
@@ -83,9 +89,12 @@ struct Row {
 pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
     let first = &exp.runs[0];
     let co2cfg = first.co2.context("the co2 study needs a co2 section")?;
-    let root = DataRoot::open(&first.data_dir)?;
-    let data = co2::load_gal(&root)?;
-    let inputs = Co2Inputs::new(&data)?;
+    let inputs = match &first.data {
+        DataSource::Vendored(dir) => Co2Inputs::new(&co2::load_gal(&DataRoot::open(dir)?)?)?,
+        DataSource::Table(table) => {
+            Co2Inputs::from_table(&crate::studies::load_table(table, out)?, co2cfg.x_star)?
+        }
+    };
     let n_train = inputs.x_train.len();
     out.log(&format!(
         "CO2: {n_train} training points, {} prediction inputs",
@@ -226,6 +235,45 @@ impl Co2Inputs {
             x_train,
             y_train,
             x_all,
+            cache_tag: String::new(),
+        })
+    }
+
+    /// An own table with one feature: x and y standardised over its rows (so that x* and the
+    /// table's values are in the same units as for the CO2 series), rows in order of x, and a
+    /// grid of inputs from the smallest x to x*.
+    fn from_table(t: &mcd_datasets::OwnTable, x_star: f64) -> Result<Self> {
+        if t.features.len() != 1 {
+            anyhow::bail!(
+                "{}: the co2 study fits y against one input, but the features are {} ({}): \
+                 set data.features to one column",
+                t.path.display(),
+                t.features.len(),
+                t.features.join(", ")
+            );
+        }
+        let (xm, xs) = mcd_datasets::standardise(&t.x, t.rows, 1);
+        let (ym, ys) = mcd_datasets::standardise(&t.y, t.rows, 1);
+        let mut rows: Vec<(f32, f32)> =
+            t.x.iter()
+                .zip(&t.y)
+                .map(|(x, y)| (((x - xm[0]) / xs[0]) as f32, ((y - ym[0]) / ys[0]) as f32))
+                .collect();
+        rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let x_train: Vec<f32> = rows.iter().map(|r| r.0).collect();
+        let y_train: Vec<f32> = rows.iter().map(|r| r.1).collect();
+        let lo = f64::from(x_train[0]);
+        let hi = x_star.max(f64::from(x_train[x_train.len() - 1]));
+        let mut x_all = x_train.clone();
+        x_all.extend(
+            (0..TABLE_GRID_POINTS)
+                .map(|i| (lo + (hi - lo) * i as f64 / (TABLE_GRID_POINTS - 1) as f64) as f32),
+        );
+        Ok(Self {
+            cache_tag: format!("table {} {} {:?}", t.sha256, t.target, t.features),
+            x_train,
+            y_train,
+            x_all,
         })
     }
 }
@@ -249,8 +297,8 @@ fn run_one(
     // v2: Adam became mcd_trainer's fused update; v3: layers of 512 x 512 weights or more, on
     // batches of 256 rows or more, through oneDNN (same maths, other rounding).
     let key = key_of(&format!(
-        "co2-v3|{spec:?}|{trainer:?}|{}|{:?}",
-        run.seed, inputs.y_train
+        "co2-v3|{spec:?}|{trainer:?}|{}|{:?}{}",
+        run.seed, inputs.y_train, inputs.cache_tag
     ));
     let train = load_or_train(cache, &key, &mut vs, ctx.retrain, out, &run.name, |vs| {
         let mut sink = ctx.display.sink(&run.name);

@@ -24,7 +24,7 @@ use tch::{nn, Kind, Tensor};
 
 use super::parallel_runs;
 use crate::cache::{key_of, load_or_train, TrainSummary, WeightCache};
-use crate::config::{Arch, Experiment, MnistConfig, RunConfig};
+use crate::config::{Arch, DataSource, Experiment, MnistConfig, RunConfig};
 use crate::output::OutputDir;
 use crate::Context;
 
@@ -98,7 +98,10 @@ fn run_one(
     let Arch::LeNet(placement) = run.model.arch else {
         anyhow::bail!("the mnist_rotated study needs model.arch: lenet")
     };
-    let root = DataRoot::open(&run.data_dir)?;
+    let DataSource::Vendored(dir) = &run.data else {
+        anyhow::bail!("the mnist_rotated study reads the vendored MNIST, not data.csv")
+    };
+    let root = DataRoot::open(dir)?;
     let train_full = mnist::load(&root, Split::Train)?;
     let test_full = mnist::load(&root, Split::Test)?;
     let n_test_full = test_full.len();

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 
-use crate::config::{Experiment, StudyKind};
+use crate::config::{Experiment, StudyKind, TableSource};
 use crate::output::OutputDir;
 use crate::yaml::{Mapping, Value};
 use crate::Context;
@@ -28,6 +28,25 @@ pub fn run(exp: &Experiment, ctx: &Context, results_root: &Path) -> Result<PathB
             Err(e)
         }
     }
+}
+
+/// Reads an own table (`data.csv`), logs what was read and records the file's sha256 in the
+/// result folder (`data.sha256`, in `sha256sum` format).
+pub fn load_table(t: &TableSource, out: &OutputDir) -> Result<mcd_datasets::OwnTable> {
+    let table = mcd_datasets::own::read_csv(&t.csv, &t.target, t.features.as_deref())?;
+    out.log(&format!(
+        "data: {} ({} rows; target `{}`; features {}; sha256 {})",
+        t.csv.display(),
+        table.rows,
+        table.target,
+        table.features.join(", "),
+        table.sha256
+    ));
+    out.write(
+        "data.sha256",
+        &format!("{}  {}\n", table.sha256, t.csv.display()),
+    )?;
+    Ok(table)
 }
 
 /// Saves the original config and the resolved config of every run, and starts the log.

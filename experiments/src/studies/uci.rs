@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
-use mcd_datasets::uci::{self, UciDataset, UciName, UciSplit};
+use mcd_datasets::uci::{self, SetName, UciDataset, UciName, UciSplit};
 use mcd_datasets::{DataError, DataRoot};
 use mcd_evaluation::regression::{
     coverage, rmse, weight_decay_from_tau, ChunkSummary, DecayConvention, McStream,
@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use crate::cache::key_of;
-use crate::config::{Experiment, Regularisation, RunConfig, UciConfig};
+use crate::config::{Experiment, Regularisation, RunConfig, UciConfig, UciSets, OWN_TABLE_HIDDEN};
 use crate::output::OutputDir;
 use crate::Context;
 
@@ -67,7 +67,7 @@ impl Protocol {
     }
 
     /// Key of the resume folder: every setting above, the data set and the code version.
-    fn key(&self, name: UciName) -> String {
+    fn key(&self, name: &SetName) -> String {
         key_of(&format!("uci v{PROTOCOL_VERSION} {name} {self:?}"))
     }
 
@@ -84,9 +84,9 @@ impl Protocol {
     }
 
     /// Seed of one net: a function of the run seed, data set, split, phase and grid point only.
-    fn member_seed(&self, name: UciName, split: usize, phase: u64, point: usize) -> u64 {
+    fn member_seed(&self, name: &SetName, split: usize, phase: u64, point: usize) -> u64 {
         let mut h = splitmix64(self.seed ^ 0x0C1_5EED);
-        for v in [name as u64, split as u64, phase, point as u64] {
+        for v in [name.seed_tag(), split as u64, phase, point as u64] {
             h = splitmix64(h ^ v);
         }
         h
@@ -148,27 +148,46 @@ fn run_one(run: &RunConfig, prefix: &str, ctx: &Context, out: &OutputDir) -> Res
             ctx.device
         );
     }
-    let root = DataRoot::open(&run.data_dir)
-        .with_context(|| format!("opening the data folder {}", run.data_dir.display()))?;
     let started = Instant::now();
     let mut summaries = Vec::new();
-    for &name in &cfg.datasets {
-        let ds = match uci::load(&root, name) {
-            Ok(ds) => ds,
-            Err(DataError::Missing { path, msg }) if name == UciName::YearPredictionMsd => {
-                out.log(&format!(
-                    "skipping {name}: no data at {} ({msg})",
-                    path.display()
-                ));
-                summaries.push(Summary::skipped(name, "not vendored (no data file)"));
-                continue;
-            }
-            Err(e) => return Err(e).with_context(|| format!("loading UCI data set {name}")),
-        };
+    let run_set = |ds: UciDataset, summaries: &mut Vec<Summary>| -> Result<()> {
         let proto = protocol(run, cfg, &ds)?;
         let results = run_dataset(&ds, &proto, cfg, ctx, out)?;
-        summaries.push(Summary::of(name, &results));
-        write_predictions(out, prefix, name, &results)?;
+        write_predictions(out, prefix, &ds.name, &results)?;
+        summaries.push(Summary::of(ds.name, &results));
+        Ok(())
+    };
+    match &cfg.sets {
+        UciSets::Vendored { dir, datasets, .. } => {
+            let root = DataRoot::open(dir)
+                .with_context(|| format!("opening the data folder {}", dir.display()))?;
+            for &name in datasets {
+                let ds = match uci::load(&root, name) {
+                    Ok(ds) => ds,
+                    Err(DataError::Missing { path, msg }) if name == UciName::YearPredictionMsd => {
+                        out.log(&format!(
+                            "skipping {name}: no data at {} ({msg})",
+                            path.display()
+                        ));
+                        summaries.push(Summary::skipped(
+                            SetName::Uci(name),
+                            "not vendored (no data file)",
+                        ));
+                        continue;
+                    }
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("loading UCI data set {name}"))
+                    }
+                };
+                run_set(ds, &mut summaries)?;
+            }
+        }
+        UciSets::Own { table, split, .. } => {
+            let ds = crate::studies::load_table(table, out)?
+                .into_dataset(split)
+                .context("splitting data.csv")?;
+            run_set(ds, &mut summaries)?;
+        }
     }
     out.log(&format!(
         "UCI benchmark finished in {:.1} min",
@@ -189,12 +208,20 @@ fn protocol(run: &RunConfig, cfg: &UciConfig, ds: &UciDataset) -> Result<Protoco
         Regularisation::Tau { tau, length_scale } => (length_scale, Some(tau)),
         other => bail!("internal: the uci config check admits no {other:?}"),
     };
+    let (default_hidden, epochs) = match &cfg.sets {
+        UciSets::Vendored {
+            epoch_multiplier, ..
+        } => (
+            ds.n_hidden,
+            ((ds.n_epochs as f64 * epoch_multiplier).round() as usize).max(1),
+        ),
+        UciSets::Own { epochs, .. } => (OWN_TABLE_HIDDEN, *epochs),
+    };
     let hidden = if run.model.hidden.is_empty() {
-        vec![ds.n_hidden]
+        vec![default_hidden]
     } else {
         run.model.hidden.clone()
     };
-    let epochs = ((ds.n_epochs as f64 * cfg.epoch_multiplier).round() as usize).max(1);
     Ok(Protocol {
         spec: MlpSpec {
             input_dim: ds.n_features,
@@ -239,7 +266,7 @@ fn run_dataset(
     let dir = ctx
         .cache_dir
         .join("uci")
-        .join(proto.key(ds.name))
+        .join(proto.key(&ds.name))
         .join(ds.name.dir_name());
     let mut done = BTreeMap::new();
     let mut todo = Vec::new();
@@ -328,7 +355,7 @@ fn run_group(
             members.push(Member {
                 dropout: p,
                 input_dropout: p,
-                seed: proto.member_seed(ds.name, k, 0, g),
+                seed: proto.member_seed(&ds.name, k, 0, g),
             });
             member_set.push(s);
             taus.push(tau);
@@ -404,7 +431,7 @@ fn run_group(
         .map(|(&k, &g)| Member {
             dropout: grid[g].0,
             input_dropout: grid[g].0,
-            seed: proto.member_seed(ds.name, k, 1, g),
+            seed: proto.member_seed(&ds.name, k, 1, g),
         })
         .collect();
     let member_set: Vec<usize> = (0..splits.len()).collect();
@@ -621,7 +648,7 @@ fn mean_se(v: &[f64]) -> (f64, f64) {
 /// One data set's row of the table.
 #[derive(Debug, Clone)]
 struct Summary {
-    name: UciName,
+    name: SetName,
     splits: usize,
     rmse: (f64, f64),
     ll: (f64, f64),
@@ -634,7 +661,7 @@ struct Summary {
 }
 
 impl Summary {
-    fn of(name: UciName, r: &[SplitResult]) -> Self {
+    fn of(name: SetName, r: &[SplitResult]) -> Self {
         let col = |f: fn(&SplitResult) -> f64| mean_se(&r.iter().map(f).collect::<Vec<_>>());
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
         for s in r {
@@ -660,7 +687,7 @@ impl Summary {
         }
     }
 
-    fn skipped(name: UciName, why: &str) -> Self {
+    fn skipped(name: SetName, why: &str) -> Self {
         Self {
             name,
             splits: 0,
@@ -743,7 +770,13 @@ fn write_tables(out: &OutputDir, prefix: &str, rows: &[Summary]) -> Result<()> {
     };
     let p: Vec<Published> = rows
         .iter()
-        .map(|r| pubs.get(r.name.dir_name()).copied().unwrap_or(nan))
+        .map(|r| {
+            // Only the vendored sets have published numbers (an own table may share a name).
+            r.name
+                .uci()
+                .and_then(|n| pubs.get(n.dir_name()).copied())
+                .unwrap_or(nan)
+        })
         .collect();
     let f = |g: &dyn Fn(usize) -> f64| (0..rows.len()).map(g).collect::<Vec<f64>>();
     let table = Table::from_columns(
@@ -858,7 +891,7 @@ fn write_tables(out: &OutputDir, prefix: &str, rows: &[Summary]) -> Result<()> {
 fn write_predictions(
     out: &OutputDir,
     prefix: &str,
-    name: UciName,
+    name: &SetName,
     r: &[SplitResult],
 ) -> Result<()> {
     if r.is_empty() {
@@ -932,7 +965,8 @@ mod tests {
         );
         assert!(proto.weight_decay(0.05, 0.0, 455).is_err());
         // Seeds differ between splits, phases and grid points.
-        let s = |k, ph, g| proto.member_seed(UciName::BostonHousing, k, ph, g);
+        let boston = SetName::Uci(UciName::BostonHousing);
+        let s = |k, ph, g| proto.member_seed(&boston, k, ph, g);
         assert!(s(0, 0, 0) != s(1, 0, 0) && s(0, 0, 0) != s(0, 1, 0) && s(0, 0, 0) != s(0, 0, 1));
     }
 
