@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use mcd_experiments::config::{self, parse_override, ConfigError};
+
 /// The repository's vendored data folder.
 pub fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -91,4 +93,16 @@ mnist:
 ",
         data = data_dir().display()
     )
+}
+
+/// Loads `text` as a config file in a temporary folder, with `--set` overrides.
+#[allow(clippy::result_large_err)] // the loader's own error type
+pub fn load_text(text: &str, overrides: &[&str]) -> Result<config::Experiment, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "exp.yaml", text);
+    let o: Vec<_> = overrides
+        .iter()
+        .map(|s| parse_override(s).unwrap())
+        .collect();
+    config::load(&path, &o)
 }

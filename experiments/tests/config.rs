@@ -5,16 +5,7 @@ mod common;
 use mcd_experiments::config::{self, parse_override, ConfigError, Regularisation};
 use mcd_models::mlp::Activation;
 
-#[allow(clippy::result_large_err)]
-fn load_text(text: &str, overrides: &[&str]) -> Result<config::Experiment, ConfigError> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = common::write(dir.path(), "exp.yaml", text);
-    let o: Vec<_> = overrides
-        .iter()
-        .map(|s| parse_override(s).unwrap())
-        .collect();
-    config::load(&path, &o)
-}
+use common::load_text;
 
 fn err(text: &str, overrides: &[&str]) -> ConfigError {
     load_text(text, overrides).expect_err("config should be rejected")

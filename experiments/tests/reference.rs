@@ -7,17 +7,12 @@ mod common;
 use std::collections::BTreeSet;
 
 use mcd_experiments::config::reference::{self, KEYS};
-use mcd_experiments::config::{self, parse_override, ConfigError, StudyKind};
+use mcd_experiments::config::{self, ConfigError, StudyKind};
 
 #[allow(clippy::result_large_err)]
 fn load(text: &str, overrides: &[String]) -> Result<config::Experiment, ConfigError> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = common::write(dir.path(), "exp.yaml", text);
-    let o: Vec<_> = overrides
-        .iter()
-        .map(|s| parse_override(s).unwrap())
-        .collect();
-    config::load(&path, &o)
+    let o: Vec<&str> = overrides.iter().map(String::as_str).collect();
+    common::load_text(text, &o)
 }
 
 /// A valid single-run config of each study.
@@ -65,13 +60,13 @@ fn every_documented_key_is_in_the_schema_and_read_by_its_studies() {
             }
             _ => None,
         };
+        let set = format!("{}={}", k.key, k.example);
+        let overrides: Vec<String> = first
+            .map(str::to_string)
+            .into_iter()
+            .chain([set.clone()])
+            .collect();
         for &study in k.studies {
-            let set = format!("{}={}", k.key, k.example);
-            let overrides: Vec<String> = first
-                .map(str::to_string)
-                .into_iter()
-                .chain([set.clone()])
-                .collect();
             if let Err(e) = load(&base(study), &overrides) {
                 let msg = e.to_string();
                 assert!(
@@ -85,12 +80,6 @@ fn every_documented_key_is_in_the_schema_and_read_by_its_studies() {
             if k.studies.contains(&study) {
                 continue;
             }
-            let set = format!("{}={}", k.key, k.example);
-            let overrides: Vec<String> = first
-                .map(str::to_string)
-                .into_iter()
-                .chain([set.clone()])
-                .collect();
             let e = load(&base(study), &overrides)
                 .expect_err(&format!("{study:?} should refuse --set {set}"));
             assert!(
