@@ -148,12 +148,20 @@ pub fn load_or_train(
     cache: &WeightCache,
     key: &str,
     vs: &mut VarStore,
-    retrain: bool,
+    ctx: &crate::Context,
     out: &OutputDir,
     name: &str,
     train: impl FnOnce(&VarStore) -> Result<mcd_trainer::TrainReport>,
 ) -> Result<TrainSummary> {
-    if !retrain {
+    if ctx.mode == crate::Mode::CachedOnly {
+        return cache.load(key, vs).with_context(|| {
+            format!(
+                "run `{name}`: no intact cached weights ({key}): its task has not finished \
+                 (`mcd task ... --index` for it, then collect again)"
+            )
+        });
+    }
+    if !ctx.retrain {
         if let Some(s) = cache.load(key, vs) {
             out.log(&format!(
                 "[{name}] loaded cached weights {key} (trained {} it in {:.1}s)",

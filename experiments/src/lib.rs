@@ -7,11 +7,23 @@ pub mod interrupt;
 pub mod output;
 pub mod progress;
 pub mod studies;
+pub mod tasks;
 pub mod yaml;
 
 use std::path::PathBuf;
 
 use tch::Device;
+
+/// What a study does: everything, or one side of a run split into tasks (`tasks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Train (or load cached weights), predict, evaluate, write the results.
+    Run,
+    /// A task: train into the cache (UCI: compute its splits into the resume cache), no results.
+    TrainOnly,
+    /// Collect: everything must come from the cache; nothing is trained.
+    CachedOnly,
+}
 
 /// Process-wide settings from the command line.
 #[derive(Debug, Clone)]
@@ -21,6 +33,7 @@ pub struct Context {
     pub threads: usize,
     /// Ignore cached weights and train again.
     pub retrain: bool,
+    pub mode: Mode,
     pub display: progress::Display,
     /// Where trained weights are cached, keyed by the resolved config.
     pub cache_dir: PathBuf,

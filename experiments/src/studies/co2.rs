@@ -21,7 +21,7 @@ use super::parallel_runs;
 use crate::cache::{key_of, load_or_train, TrainSummary, WeightCache};
 use crate::config::{Co2Config, DataSource, Experiment, RunConfig};
 use crate::output::OutputDir;
-use crate::Context;
+use crate::{Context, Mode};
 
 /// Seed offset of the prediction masks (distinct from the training mask stream).
 const PREDICT_SEED: u64 = 0x00C0_FFEE;
@@ -102,9 +102,15 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
     ));
 
     let cache = WeightCache::new(&ctx.cache_dir.join("weights"));
-    let results = parallel_runs(&exp.runs, ctx.threads, |run| {
+    let results: Vec<RunResult> = parallel_runs(&exp.runs, ctx.threads, |run| {
         run_one(run, &co2cfg, &inputs, &cache, ctx, out)
-    })?;
+    })?
+    .into_iter()
+    .flatten()
+    .collect();
+    if ctx.mode == Mode::TrainOnly {
+        return Ok(());
+    }
 
     let gp = if co2cfg.gp && exp.sweep_keys.is_empty() {
         Some(fit_gp(&inputs, out)?)
@@ -285,7 +291,7 @@ fn run_one(
     cache: &WeightCache,
     ctx: &Context,
     out: &OutputDir,
-) -> Result<RunResult> {
+) -> Result<Option<RunResult>> {
     let n_train = inputs.x_train.len();
     let x_all_t = column(&inputs.x_all, ctx.device);
     let spec = run.model.mlp_spec(1, 1);
@@ -300,7 +306,7 @@ fn run_one(
         "co2-v3|{spec:?}|{trainer:?}|{}|{:?}{}",
         run.seed, inputs.y_train, inputs.cache_tag
     ));
-    let train = load_or_train(cache, &key, &mut vs, ctx.retrain, out, &run.name, |vs| {
+    let train = load_or_train(cache, &key, &mut vs, ctx, out, &run.name, |vs| {
         let mut sink = ctx.display.sink(&run.name);
         mcd_trainer::train_regression(
             vs,
@@ -316,6 +322,9 @@ fn run_one(
         "[{}] {} it, {:.1}s, final loss {:.4}, weight decay {weight_decay:.3e}, tau {tau:.4}",
         run.name, train.iterations, train.seconds, train.final_loss
     ));
+    if ctx.mode == Mode::TrainOnly {
+        return Ok(None);
+    }
 
     let predict_started = Instant::now();
     let mc = McConfig {
@@ -364,7 +373,7 @@ fn run_one(
         mc.samples,
         predict_started.elapsed().as_secs_f64()
     ));
-    Ok(RunResult {
+    Ok(Some(RunResult {
         name: run.name.clone(),
         activation: run.model.activation,
         dropout: run.model.dropout,
@@ -377,7 +386,7 @@ fn run_one(
         standard,
         small,
         train_ll,
-    })
+    }))
 }
 
 /// Exact GP with hyperparameters by maximum marginal likelihood: (mean, sd, seconds).

@@ -26,7 +26,7 @@ use super::parallel_runs;
 use crate::cache::{key_of, load_or_train, TrainSummary, WeightCache};
 use crate::config::{Arch, DataSource, Experiment, MnistConfig, RunConfig};
 use crate::output::OutputDir;
-use crate::Context;
+use crate::{Context, Mode};
 
 const PREDICT_SEED: u64 = 0x00D1_6175;
 /// Test images per prediction call: bounds the memory of the deterministic prefix.
@@ -57,9 +57,15 @@ struct Outcome {
 pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
     let cache = WeightCache::new(&ctx.cache_dir.join("weights"));
     let multi = exp.runs.len() > 1;
-    let outcomes = parallel_runs(&exp.runs, ctx.threads, |run| {
+    let outcomes: Vec<Outcome> = parallel_runs(&exp.runs, ctx.threads, |run| {
         run_one(run, multi, &cache, ctx, out)
-    })?;
+    })?
+    .into_iter()
+    .flatten()
+    .collect();
+    if ctx.mode == Mode::TrainOnly {
+        return Ok(());
+    }
     let tables = out.subdir("tables")?;
     let table = metrics_table(&outcomes)?;
     table.write_all(&tables, "test_metrics")?;
@@ -90,7 +96,7 @@ fn run_one(
     cache: &WeightCache,
     ctx: &Context,
     out: &OutputDir,
-) -> Result<Outcome> {
+) -> Result<Option<Outcome>> {
     let cfg = run
         .mnist
         .as_ref()
@@ -145,7 +151,7 @@ fn run_one(
         test.images.narrow(0, 0, monitor).to_device(device),
         test.labels.narrow(0, 0, monitor),
     );
-    let train_summary = load_or_train(cache, &key, &mut vs, ctx.retrain, out, &run.name, |vs| {
+    let train_summary = load_or_train(cache, &key, &mut vs, ctx, out, &run.name, |vs| {
         let mut sink = ctx.display.sink(&run.name);
         mcd_trainer::train_classifier(
             vs,
@@ -175,6 +181,9 @@ fn run_one(
         "[{}] {} it on {n_train} images, {:.1}s",
         run.name, train_summary.iterations, train_summary.seconds
     ));
+    if ctx.mode == Mode::TrainOnly {
+        return Ok(None);
+    }
 
     let budget = run.predict.memory_budget_bytes;
     let seed = run.seed ^ PREDICT_SEED;
@@ -322,7 +331,7 @@ fn run_one(
             ));
         }
     }
-    Ok(Outcome {
+    Ok(Some(Outcome {
         name: run.name.clone(),
         dropout: run.model.dropout,
         placement: format!("{placement:?}"),
@@ -331,7 +340,7 @@ fn run_one(
         mc,
         mc_samples: t,
         ood,
-    })
+    }))
 }
 
 /// Standard-dropout probabilities [N, 10] and MC probabilities [T, N, 10] of a set of images,

@@ -33,7 +33,7 @@ use tch::{Device, Kind, Tensor};
 use crate::cache::key_of;
 use crate::config::{Experiment, Regularisation, RunConfig, UciConfig, UciSets, OWN_TABLE_HIDDEN};
 use crate::output::OutputDir;
-use crate::Context;
+use crate::{Context, Mode};
 
 /// Bumped whenever the protocol's code changes what a split result means.
 const PROTOCOL_VERSION: u32 = 2;
@@ -132,16 +132,95 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
         } else {
             String::new()
         };
-        run_one(run, &prefix, ctx, out)?;
+        run_one(run, &prefix, ctx, out, None)?;
     }
     Ok(())
 }
 
-fn run_one(run: &RunConfig, prefix: &str, ctx: &Context, out: &OutputDir) -> Result<()> {
-    let cfg = run
-        .uci
+/// One task of the study: one stack of splits of one data set of one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unit {
+    pub run: usize,
+    /// Position of the data set in the run's list (an own table: 0).
+    pub set: usize,
+    pub splits: Vec<usize>,
+    pub label: String,
+}
+
+/// The study's tasks: every run's data sets, cut into stacks of `uci.splits_per_stack` splits
+/// as a single process trains them.
+pub fn units(exp: &Experiment) -> Result<Vec<Unit>> {
+    let mut out = Vec::new();
+    for (r, run) in exp.runs.iter().enumerate() {
+        let cfg = uci_config(run)?;
+        let mut counts: Vec<(String, usize)> = Vec::new();
+        match &cfg.sets {
+            UciSets::Vendored { dir, datasets, .. } => {
+                let root = DataRoot::open(dir)?;
+                for &name in datasets {
+                    match uci::load(&root, name) {
+                        Ok(ds) => counts.push((name.to_string(), ds.splits.len())),
+                        // Skipped with a note by the run; no task.
+                        Err(DataError::Missing { .. }) if name == UciName::YearPredictionMsd => {
+                            counts.push((name.to_string(), 0))
+                        }
+                        Err(e) => return Err(e).with_context(|| format!("loading {name}")),
+                    }
+                }
+            }
+            UciSets::Own { table, split, .. } => {
+                let n = match split {
+                    mcd_datasets::SplitRule::Random { count, .. } => *count,
+                    mcd_datasets::SplitRule::IndexFiles(pairs) => pairs.len(),
+                };
+                counts.push((table.csv.display().to_string(), n));
+            }
+        }
+        for (set, (name, n)) in counts.into_iter().enumerate() {
+            let n = cfg.splits.unwrap_or(usize::MAX).min(n);
+            let all: Vec<usize> = (0..n).collect();
+            for chunk in all.chunks(cfg.splits_per_stack) {
+                out.push(Unit {
+                    run: r,
+                    set,
+                    splits: chunk.to_vec(),
+                    label: format!(
+                        "run `{}`, {name}, splits {}-{}",
+                        run.name,
+                        chunk[0],
+                        chunk[chunk.len() - 1]
+                    ),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Computes one unit's splits into the resume cache (`ctx.mode` is `TrainOnly`).
+pub fn run_unit(exp: &Experiment, unit: &Unit, ctx: &Context, out: &OutputDir) -> Result<()> {
+    let run = exp
+        .runs
+        .get(unit.run)
+        .with_context(|| format!("no run {} in this experiment", unit.run))?;
+    run_one(run, "", ctx, out, Some(unit))
+}
+
+fn uci_config(run: &RunConfig) -> Result<&UciConfig> {
+    run.uci
         .as_ref()
-        .context("internal: a uci run without its checked `uci:` section")?;
+        .context("internal: a uci run without its checked `uci:` section")
+}
+
+/// One run: every data set (or only `unit`'s), then the tables unless this is a task.
+fn run_one(
+    run: &RunConfig,
+    prefix: &str,
+    ctx: &Context,
+    out: &OutputDir,
+    unit: Option<&Unit>,
+) -> Result<()> {
+    let cfg = uci_config(run)?;
     if ctx.device != Device::Cpu {
         bail!(
             "the uci study runs on the CPU only (its nets are small; got --device {:?})",
@@ -150,18 +229,28 @@ fn run_one(run: &RunConfig, prefix: &str, ctx: &Context, out: &OutputDir) -> Res
     }
     let started = Instant::now();
     let mut summaries = Vec::new();
+    let wanted_set = |set: usize| unit.is_none_or(|u| u.set == set);
     let run_set = |ds: UciDataset, summaries: &mut Vec<Summary>| -> Result<()> {
         let proto = protocol(run, cfg, &ds)?;
-        let results = run_dataset(&ds, &proto, cfg, ctx, out)?;
-        write_predictions(out, prefix, &ds.name, &results)?;
-        summaries.push(Summary::of(ds.name, &results));
+        let wanted: Vec<usize> = match unit {
+            Some(u) => u.splits.clone(),
+            None => (0..cfg.splits.unwrap_or(usize::MAX).min(ds.splits.len())).collect(),
+        };
+        let results = run_dataset(&ds, &proto, cfg, ctx, out, &wanted)?;
+        if ctx.mode != Mode::TrainOnly {
+            write_predictions(out, prefix, &ds.name, &results)?;
+            summaries.push(Summary::of(ds.name, &results));
+        }
         Ok(())
     };
     match &cfg.sets {
         UciSets::Vendored { dir, datasets, .. } => {
             let root = DataRoot::open(dir)
                 .with_context(|| format!("opening the data folder {}", dir.display()))?;
-            for &name in datasets {
+            for (set, &name) in datasets.iter().enumerate() {
+                if !wanted_set(set) {
+                    continue;
+                }
                 let ds = match uci::load(&root, name) {
                     Ok(ds) => ds,
                     Err(DataError::Missing { path, msg }) if name == UciName::YearPredictionMsd => {
@@ -188,6 +277,9 @@ fn run_one(run: &RunConfig, prefix: &str, ctx: &Context, out: &OutputDir) -> Res
                 .context("splitting data.csv")?;
             run_set(ds, &mut summaries)?;
         }
+    }
+    if ctx.mode == Mode::TrainOnly {
+        return Ok(());
     }
     out.log(&format!(
         "UCI benchmark finished in {:.1} min",
@@ -261,8 +353,9 @@ fn run_dataset(
     cfg: &UciConfig,
     ctx: &Context,
     out: &OutputDir,
+    wanted: &[usize],
 ) -> Result<Vec<SplitResult>> {
-    let n_splits = cfg.splits.unwrap_or(usize::MAX).min(ds.splits.len());
+    let n_splits = wanted.len();
     let dir = ctx
         .cache_dir
         .join("uci")
@@ -270,8 +363,11 @@ fn run_dataset(
         .join(ds.name.dir_name());
     let mut done = BTreeMap::new();
     let mut todo = Vec::new();
-    for k in 0..n_splits {
-        match (!ctx.retrain).then(|| read_split(&dir, k)).flatten() {
+    for &k in wanted {
+        match (!ctx.retrain || ctx.mode == Mode::CachedOnly)
+            .then(|| read_split(&dir, k))
+            .flatten()
+        {
             Some(r) => {
                 done.insert(k, r);
             }
@@ -289,6 +385,13 @@ fn run_dataset(
         proto.epochs,
         proto.spec.hidden[0],
     ));
+    if ctx.mode == Mode::CachedOnly && !todo.is_empty() {
+        bail!(
+            "{}: splits {todo:?} are not in {}: their tasks have not finished",
+            ds.name,
+            dir.display()
+        );
+    }
     for group in todo.chunks(cfg.splits_per_stack) {
         for r in run_group(ds, group, proto, ctx, out)? {
             write_split(&dir, &r)?;
