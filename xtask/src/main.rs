@@ -58,6 +58,9 @@ enum Cmd {
     },
     /// `cargo fmt --all -- --check`, then `cargo clippy --workspace --all-targets -- -D warnings`.
     Lint,
+    /// Start a one-node Slurm cluster here (root; installs slurm-wlm and munge if missing), run
+    /// uci_quick and a sweep as job arrays, and check the collected results (xtask/slurm-test.sh).
+    SlurmTest,
     /// `cargo bench --workspace ARGS...`; with --compare, the benches of mcd-models and
     /// mcd-trainer, then bench/pytorch_reference.py (PyTorch eager, same workloads), a table
     /// of ratios, and paired rounds of the Rust / PyTorch targets.
@@ -125,6 +128,20 @@ fn dispatch(cmd: Cmd, raw: &[OsString]) -> Result<u8> {
         Cmd::Test { args } => {
             let lt = ensure_libtorch(false)?;
             run(cargo(&lt, workspace_args("test", &passthrough(args, raw))))
+        }
+        Cmd::SlurmTest => {
+            let lt = ensure_libtorch(false)?;
+            let code = run(cargo(
+                &lt,
+                ["build", "-p", "mcd-experiments", "--bin", "mcd"],
+            ))?;
+            if code != 0 {
+                return Ok(code);
+            }
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("slurm-test.sh");
+            let mut cmd = Command::new("bash");
+            cmd.arg(script).arg(target_dir()?.join("debug").join("mcd"));
+            run(cmd)
         }
         Cmd::Lint => {
             let lt = ensure_libtorch(false)?;
