@@ -225,11 +225,13 @@ fn damaged_cache_entries_are_not_loaded() {
     let cache = WeightCache::new(dir.path());
     let vs = VarStore::new(Device::Cpu);
     let _net = small_net(&vs);
+    // Values whose shortest decimal form must parse back exactly: the summary's checksum is
+    // over its serialised text (this failed before serde_json's float_roundtrip).
     let summary = TrainSummary {
         iterations: 3,
-        seconds: 0.5,
-        final_loss: 0.25,
-        losses: vec![(0, 1.0), (2, 0.25)],
+        seconds: 0.1 + 0.2,
+        final_loss: 1.0 / 3.0,
+        losses: vec![(0, 2.0f64.sqrt()), (2, 1.0 / 3.0)],
     };
     cache.store("k", &vs, &summary).unwrap();
     let weights = dir.path().join("k.ot");
@@ -278,4 +280,18 @@ fn damaged_cache_entries_are_not_loaded() {
     let mut fresh = VarStore::new(Device::Cpu);
     let _n = small_net(&fresh);
     assert_eq!(cache.load("k", &mut fresh), Some(summary));
+}
+
+#[test]
+fn a_huge_split_count_is_an_error_not_an_allocation() {
+    // Found by the long fuzz run (MCD_FUZZ_CASES=5000 MCD_FUZZ_SEED=7): the loader reserved
+    // room for n_splits.txt's number of splits and aborted on 99999999999.
+    let fixture = Fixture::new();
+    let rel = "uci/bostonHousing/n_splits.txt.gz";
+    let bytes = gzip(b"99999999999\n");
+    fixture.write(rel, &bytes);
+    fixture.write_manifest(Some((rel, &bytes)));
+    let err = load_what_reads(fixture.dir.path(), rel).unwrap_err();
+    assert!(matches!(err, DataError::Missing { .. }), "{err}");
+    assert!(err.to_string().contains("index file"), "{err}");
 }

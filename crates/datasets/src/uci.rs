@@ -282,7 +282,9 @@ pub fn load(root: &DataRoot, name: UciName) -> Result<UciDataset> {
     let (t, p) = text("tau_values.txt")?;
     let tau_values = parse_floats(&t, &p, |v| v > 0.0, "a positive precision")?;
 
-    let mut splits = Vec::with_capacity(n_splits);
+    // No capacity from the file: a damaged n_splits.txt must be an error (its split files are
+    // missing), not an allocation of its size.
+    let mut splits = Vec::new();
     for k in 0..n_splits {
         let read_split = |kind: &str| -> Result<(Vec<usize>, PathBuf)> {
             let rel = file(&format!("index_{kind}_{k}.txt"));

@@ -243,6 +243,9 @@ impl UciConfig {
 /// Hidden width of an own table's net when `model.hidden` is not given (the authors' 50).
 pub const OWN_TABLE_HIDDEN: usize = 50;
 
+/// Most random splits of an own table (each is a training of the whole grid).
+pub const MAX_SPLITS: usize = 1000;
+
 /// The authors' dropout-rate grid, the default for an own table.
 pub const OWN_TABLE_DROPOUT_RATES: [f64; 4] = [0.005, 0.01, 0.05, 0.1];
 
@@ -1352,8 +1355,15 @@ fn check_split(
         "a fraction in (0, 1)",
         origin,
     )?;
+    let count = positive(src, "data.split.count", s.count.unwrap_or(1), origin)?;
+    if count > MAX_SPLITS {
+        return Err(err(
+            "data.split.count",
+            format!("got {count}, allowed: 1 to {MAX_SPLITS} splits"),
+        ));
+    }
     Ok(SplitRule::Random {
-        count: positive(src, "data.split.count", s.count.unwrap_or(1), origin)?,
+        count,
         test_fraction,
         seed: s.seed.unwrap_or(0),
     })

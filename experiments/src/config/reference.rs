@@ -60,7 +60,7 @@ pub const KEYS: &[KeyDoc] = &[
         "How the table is cut into (train, test) splits."),
     key!("data.split.test_fraction", "number", "required (random splits)", "(0, 1)", &[Uci], "0.2",
         "Share of rows held out for testing in each random split (rounded; at least one row)."),
-    key!("data.split.count", "integer", "1", ">= 1", &[Uci], "5",
+    key!("data.split.count", "integer", "1", "1 to 1000", &[Uci], "5",
         "Number of random splits."),
     key!("data.split.seed", "integer", "0", ">= 0", &[Uci], "7",
         "Seed of the random splits (independent of `seed`)."),
