@@ -163,6 +163,8 @@ fn context(compute: &ComputeArgs, retrain: bool) -> Result<Context, String> {
         .threads
         .or_else(|| std::thread::available_parallelism().ok())
         .map_or(1, NonZeroUsize::get);
+    // The budget for work on this thread (the uci study; parallel runs set their share).
+    tch::set_num_threads(i32::try_from(threads).unwrap_or(i32::MAX));
     mcd_experiments::interrupt::install()
         .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
     Ok(Context {

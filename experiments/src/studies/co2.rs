@@ -17,7 +17,7 @@ use mcd_models::mlp::{Activation, Mlp};
 use mcd_report::{band_figure, line_figure, BandPanel, Column, Series, Table, Values};
 use tch::{nn, Tensor};
 
-use super::parallel_runs;
+use super::runs_unless_task;
 use crate::cache::{key_of, load_or_train, TrainSummary, WeightCache};
 use crate::config::{Co2Config, DataSource, Experiment, RunConfig};
 use crate::output::OutputDir;
@@ -102,15 +102,12 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
     ));
 
     let cache = WeightCache::new(&ctx.cache_dir.join("weights"));
-    let results: Vec<RunResult> = parallel_runs(&exp.runs, ctx.threads, |run| {
+    let Some(results) = runs_unless_task(&exp.runs, ctx, |run| {
         run_one(run, &co2cfg, &inputs, &cache, ctx, out)
     })?
-    .into_iter()
-    .flatten()
-    .collect();
-    if ctx.mode == Mode::TrainOnly {
+    else {
         return Ok(());
-    }
+    };
 
     let gp = if co2cfg.gp && exp.sweep_keys.is_empty() {
         Some(fit_gp(&inputs, out)?)

@@ -22,7 +22,7 @@ use mcd_report::{
 };
 use tch::{nn, Kind, Tensor};
 
-use super::parallel_runs;
+use super::runs_unless_task;
 use crate::cache::{key_of, load_or_train, TrainSummary, WeightCache};
 use crate::config::{Arch, DataSource, Experiment, MnistConfig, RunConfig};
 use crate::output::OutputDir;
@@ -57,15 +57,11 @@ struct Outcome {
 pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
     let cache = WeightCache::new(&ctx.cache_dir.join("weights"));
     let multi = exp.runs.len() > 1;
-    let outcomes: Vec<Outcome> = parallel_runs(&exp.runs, ctx.threads, |run| {
-        run_one(run, multi, &cache, ctx, out)
-    })?
-    .into_iter()
-    .flatten()
-    .collect();
-    if ctx.mode == Mode::TrainOnly {
+    let Some(outcomes) =
+        runs_unless_task(&exp.runs, ctx, |run| run_one(run, multi, &cache, ctx, out))?
+    else {
         return Ok(());
-    }
+    };
     let tables = out.subdir("tables")?;
     let table = metrics_table(&outcomes)?;
     table.write_all(&tables, "test_metrics")?;

@@ -78,6 +78,20 @@ fn write_inputs(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> 
     Ok(())
 }
 
+/// [`parallel_runs`] over a study's runs, whose results are `None` in a task
+/// (`Mode::TrainOnly`, training only): the results, or `None` when nothing follows training.
+pub fn runs_unless_task<T: Sync, R: Send>(
+    items: &[T],
+    ctx: &Context,
+    f: impl Fn(&T) -> Result<Option<R>> + Sync,
+) -> Result<Option<Vec<R>>> {
+    let results: Vec<R> = parallel_runs(items, ctx.threads, f)?
+        .into_iter()
+        .flatten()
+        .collect();
+    Ok((ctx.mode != crate::Mode::TrainOnly).then_some(results))
+}
+
 /// Runs `f` over `items` on a pool of `jobs` workers, each limiting libtorch to `threads / jobs`
 /// intra-op threads so parallel runs do not oversubscribe the cores. Results keep input order.
 pub fn parallel_runs<T: Sync, R: Send>(
