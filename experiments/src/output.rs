@@ -154,7 +154,7 @@ impl OutputDir {
 }
 
 /// Removes what killed runs left in a results folder, and says what it did:
-/// - `.tmp-<name>-<pid>/` whose lock nobody holds (its run is gone);
+/// - `.tmp-<name>-<pid>/` whose lock nobody holds and whose process is gone;
 /// - `.old-<name>-<pid>/` of a process that no longer exists: a run killed while swapping
 ///   folders; it is moved back to `<name>/` where that is missing, else removed;
 /// - `*.tmp-<pid>` files under `.cache/` of processes that no longer exist.
@@ -167,8 +167,15 @@ pub fn remove_stale(root: &Path) -> Vec<String> {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with(".tmp-") && path.is_dir() {
+            // Unlocked and its process gone: a live run's folder is unlocked for a moment
+            // between its creation and its lock, and a run in another pid namespace holds
+            // the lock.
+            let owner_alive = name
+                .rsplit_once('-')
+                .and_then(|(_, pid)| pid.parse::<u32>().ok())
+                .is_some_and(process_alive);
             let unlocked = fs::File::open(&path).is_ok_and(|f| f.try_lock().is_ok());
-            if unlocked && fs::remove_dir_all(&path).is_ok() {
+            if unlocked && !owner_alive && fs::remove_dir_all(&path).is_ok() {
                 done.push(format!(
                     "removed {}, left by a run that was killed",
                     path.display()
