@@ -131,10 +131,9 @@ fn dispatch(cmd: Cmd, raw: &[OsString]) -> Result<u8> {
         }
         Cmd::SlurmTest => {
             let lt = ensure_libtorch(false)?;
-            let code = run(cargo(
-                &lt,
-                ["build", "-p", "mcd-experiments", "--bin", "mcd"],
-            ))?;
+            // The test build makes target/debug/mcd too, with the same features: after
+            // `cargo xtask test` (CI's previous step) this compiles nothing.
+            let code = run(cargo(&lt, ["test", "--workspace", "--no-run"]))?;
             if code != 0 {
                 return Ok(code);
             }
