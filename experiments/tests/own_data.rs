@@ -128,6 +128,24 @@ fn an_own_table_runs_the_uci_protocol() {
 }
 
 #[test]
+fn a_spreadsheet_export_reads_like_the_plain_file() {
+    // A byte-order mark and Windows line ends, as spreadsheets write them.
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain.csv");
+    let export = dir.path().join("export.csv");
+    std::fs::write(&plain, example_csv()).unwrap();
+    std::fs::write(
+        &export,
+        format!("\u{feff}{}", example_csv().replace('\n', "\r\n")),
+    )
+    .unwrap();
+    let read = |p: &Path| mcd_datasets::own::read_csv(p, "y", None).unwrap();
+    let (a, b) = (read(&plain), read(&export));
+    assert_eq!(a.features, ["x1", "x2", "x3"]);
+    assert_eq!((a.x, a.y, a.features), (b.x, b.y, b.features));
+}
+
+#[test]
 fn an_own_table_runs_the_1d_study() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("mine.csv"), example_csv()).unwrap();

@@ -1,4 +1,5 @@
-//! A researcher's own regression table: a CSV file with a header row, one numeric target column
+//! A researcher's own regression table: a CSV file (comma-separated, a header row, no quoted
+//! commas; Windows line ends and a byte-order mark are fine) with one numeric target column
 //! and numeric feature columns, split by a rule (random fractions from a seed, or index files).
 //! Unlike the vendored sets it needs no manifest entry: its sha256 is computed on load and
 //! recorded with the results. Errors name the file, and the row and column where there is one.
@@ -71,6 +72,8 @@ pub fn read_csv(path: &Path, target: &str, features: Option<&[String]>) -> Resul
     })?;
     let sha256 = crate::root::hex(&Sha256::digest(&bytes));
     let text = crate::root::utf8(bytes, path)?;
+    // Spreadsheet exports often start with a byte-order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut lines = text
         .lines()
         .enumerate()
