@@ -3,7 +3,7 @@
 # (`cargo xtask slurm-test`, run by CI). Needs root (installs slurm-wlm and munge from Debian if
 # missing, runs the daemons as root). Steps:
 #   1. start munged and a one-node cluster (slurmctld + slurmd) in a temporary folder;
-#   2. submit configs/uci_quick.yaml (made small with --set) as a job array, at most 2 tasks at
+#   2. submit configs/uci_quick.yaml as a job array (its two data sets), at most 2 tasks at
 #      once, with a dependent collect job; compare with a local `mcd run`;
 #   3. submit a small sweep (4 runs), cancel one task on purpose, check that collect names it,
 #      resubmit only its index, collect, compare with a local run;
@@ -140,9 +140,8 @@ PY
 
 # 2. uci_quick as a job array (at most 2 at once) with a dependent collect job.
 cd "$WORK"
-UCI=("$REPO/configs/uci_quick.yaml" --set "data.dir=$REPO/data" --set uci.splits=2
-     --set uci.splits_per_stack=1 --set uci.epoch_multiplier=2 --set uci.validation_samples=50
-     --set predict.samples=200)
+# As shipped, but for the data folder's absolute path (the jobs run from $WORK).
+UCI=("$REPO/configs/uci_quick.yaml" --set "data.dir=$REPO/data")
 ids=()
 while read -r id; do ids+=("$id"); done < <("$MCD" slurm "${UCI[@]}" --results "$WORK/results-slurm" \
     --max-parallel 2 --cpus 1 --mem 1G --time 00:20:00 --submit --collect 2>/dev/null)
