@@ -50,7 +50,8 @@ pub fn key_of(description: &str) -> String {
     hex(&Sha256::digest(description.as_bytes())[..16])
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex of a digest.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

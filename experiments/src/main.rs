@@ -137,6 +137,14 @@ enum Command {
     },
 }
 
+/// [`load`] for a command: a bad config is printed, and exit 2.
+fn load_or_exit(args: &ConfigArgs) -> Result<config::Experiment, ExitCode> {
+    load(args).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
 #[allow(clippy::result_large_err)] // built once, on the way out
 fn load(args: &ConfigArgs) -> Result<config::Experiment, ConfigError> {
     let mut overrides = Vec::new();
@@ -183,10 +191,7 @@ fn prepare(
     compute: &ComputeArgs,
     retrain: bool,
 ) -> Result<(config::Experiment, Context), ExitCode> {
-    let exp = load(args).map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(2)
-    })?;
+    let exp = load_or_exit(args)?;
     let ctx = context(compute, retrain).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(2)
@@ -214,7 +219,7 @@ fn main() -> ExitCode {
             print!("{}", config::reference::markdown());
             ExitCode::SUCCESS
         }
-        Command::Check { args } => match load(&args) {
+        Command::Check { args } => match load_or_exit(&args) {
             Ok(exp) => {
                 println!(
                     "{}: study {:?}, {} run(s) -> results/{}/",
@@ -228,10 +233,7 @@ fn main() -> ExitCode {
                 }
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
+            Err(code) => code,
         },
         Command::Run {
             args,
@@ -244,17 +246,14 @@ fn main() -> ExitCode {
             ),
             Err(code) => code,
         },
-        Command::Tasks { args } => match load(&args) {
+        Command::Tasks { args } => match load_or_exit(&args) {
             Ok(exp) => finish(tasks::plan(&exp).map(|list| {
                 for (i, t) in list.iter().enumerate() {
                     println!("{i}\t{}", t.label());
                 }
                 format!("{}: {} task(s)", exp.source.display(), list.len())
             })),
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
+            Err(code) => code,
         },
         Command::Task {
             args,
@@ -295,12 +294,9 @@ fn main() -> ExitCode {
             submit,
             collect,
         } => {
-            let exp = match load(&args) {
+            let exp = match load_or_exit(&args) {
                 Ok(e) => e,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             if !matches!(device.as_str(), "cpu" | "cuda") {
                 eprintln!("error: --device `{device}`: expected cpu or cuda");

@@ -22,7 +22,6 @@ use sha2::{Digest, Sha256};
 use crate::config::{Experiment, StudyKind};
 use crate::output::OutputDir;
 use crate::studies::{self, uci};
-use crate::yaml::{Mapping, Value};
 use crate::{Context, Mode};
 
 /// One independent piece of a config.
@@ -60,13 +59,10 @@ pub fn plan(exp: &Experiment) -> Result<Vec<Task>> {
 
 /// sha256 of the study and every run's resolved document: what a task's output depends on.
 pub fn config_hash(exp: &Experiment) -> Result<String> {
-    let mut runs = Mapping::new();
-    for r in &exp.runs {
-        runs.insert(Value::String(r.name.clone()), r.resolved.clone());
-    }
-    let text = crate::yaml::to_string(&Value::Mapping(runs)).context("serialising the runs")?;
-    let digest = Sha256::digest(format!("{:?}\n{text}", exp.study).as_bytes());
-    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
+    let text = exp.resolved_yaml().context("serialising the runs")?;
+    Ok(crate::cache::hex(&Sha256::digest(
+        format!("{:?}\n{text}", exp.study).as_bytes(),
+    )))
 }
 
 /// `.tasks/<name>/` under the results root.
@@ -121,31 +117,36 @@ pub fn quote(s: &str) -> String {
 
 /// Reads `plan.json`, or writes it when absent; a plan of another config is an error.
 fn ensure_plan(dir: &Path, exp: &Experiment, hash: &str, tasks: &[Task]) -> Result<()> {
+    if let Some(existing) = read_plan(dir)? {
+        return same_config(dir, &existing, exp, hash);
+    }
     let file = PlanFile {
         config: exp.source.display().to_string(),
         config_hash: hash.to_string(),
         tasks: tasks.iter().map(|t| t.label().to_string()).collect(),
     };
-    match read_plan(dir)? {
-        Some(existing) if existing.config_hash != hash => bail!(
-            "{}: these tasks belong to another config ({}, hash {}); {} hashes {}: the config \
-             changed since its tasks were planned, or another config with the name `{}` uses \
-             this results folder. Use another --results, or remove {} to start over",
-            dir.join("plan.json").display(),
-            existing.config,
-            &existing.config_hash[..12],
-            exp.source.display(),
-            &hash[..12],
-            exp.name,
-            dir.display()
-        ),
-        Some(_) => Ok(()),
-        None => {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            let text = serde_json::to_string_pretty(&file)?;
-            crate::cache::write_atomically(&dir.join("plan.json"), text.as_bytes())
-        }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let text = serde_json::to_string_pretty(&file)?;
+    crate::cache::write_atomically(&dir.join("plan.json"), text.as_bytes())
+}
+
+/// A plan written for another config (or this one before it changed) is an error.
+fn same_config(dir: &Path, existing: &PlanFile, exp: &Experiment, hash: &str) -> Result<()> {
+    if existing.config_hash == hash {
+        return Ok(());
     }
+    bail!(
+        "{}: these tasks belong to another config ({}, hash {}); {} hashes {}: the config \
+         changed since its tasks were planned, or another config with the name `{}` uses \
+         this results folder. Use another --results, or remove {} to start over",
+        dir.join("plan.json").display(),
+        existing.config,
+        &existing.config_hash[..12],
+        exp.source.display(),
+        &hash[..12],
+        exp.name,
+        dir.display()
+    )
 }
 
 fn read_plan(dir: &Path) -> Result<Option<PlanFile>> {
@@ -252,7 +253,7 @@ pub fn collect(exp: &Experiment, ctx: &Context, root: &Path, how: &Invocation) -
     let tasks = plan(exp)?;
     let hash = config_hash(exp)?;
     let dir = tasks_dir(root, exp);
-    if read_plan(&dir)?.is_none() {
+    let Some(existing) = read_plan(&dir)? else {
         bail!(
             "no tasks of {} under {}: run them first (`{}` for each index from 0 to {}, or \
              `mcd slurm ... --submit`)",
@@ -261,8 +262,8 @@ pub fn collect(exp: &Experiment, ctx: &Context, root: &Path, how: &Invocation) -
             how.task(0).replace("--index 0", "--index I"),
             tasks.len().saturating_sub(1)
         );
-    }
-    ensure_plan(&dir, exp, &hash, &tasks)?;
+    };
+    same_config(&dir, &existing, exp, &hash)?;
     let missing: Vec<usize> = (0..tasks.len())
         .filter(|&i| !finished(&dir, i, &hash))
         .collect();

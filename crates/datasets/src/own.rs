@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::error::{DataError, Result};
-use crate::uci::{inconsistent, parse_indices, SetName, UciDataset};
+use crate::uci::{inconsistent, parse_rows, SetName, UciDataset};
 
 /// Fewest data rows a table may have: the UCI protocol holds out 20 % of each training part
 /// for validation, and a standardisation needs more than one row.
@@ -228,17 +228,7 @@ impl OwnTable {
                             action: "read",
                             source: e,
                         })?;
-                        let idx = parse_indices(&text, p, n)?;
-                        let mut seen = HashSet::new();
-                        for &(i, line) in &idx {
-                            if !seen.insert(i) {
-                                return Err(inconsistent(
-                                    p,
-                                    &format!("line {line}: row {i} listed twice"),
-                                ));
-                            }
-                        }
-                        Ok(idx.into_iter().map(|(i, _)| i).collect())
+                        parse_rows(&text, p, n)
                     };
                     let (train, test) = (read(train_path)?, read(test_path)?);
                     if train.len() < 5 || test.is_empty() {

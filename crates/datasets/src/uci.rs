@@ -219,8 +219,8 @@ pub struct UciSplit {
     pub test_rows: Vec<usize>,
 }
 
-/// Loads a vendored data set from `uci/<name>/` in `root` and checks its split files.
-pub fn load(root: &DataRoot, name: UciName) -> Result<UciDataset> {
+/// `uci/<name>` in `root`, or `DataError::Missing` for the one set that is not vendored.
+fn vendored_base(root: &DataRoot, name: UciName) -> Result<String> {
     let base = format!("uci/{}", name.dir_name());
     if name == UciName::YearPredictionMsd {
         return Err(DataError::Missing {
@@ -230,6 +230,19 @@ pub fn load(root: &DataRoot, name: UciName) -> Result<UciDataset> {
                 .into(),
         });
     }
+    Ok(base)
+}
+
+/// The number of standard splits of a vendored set (`n_splits.txt`), without reading its data;
+/// [`load`] checks that each has its index files.
+pub fn split_count(root: &DataRoot, name: UciName) -> Result<usize> {
+    let rel = format!("{}/n_splits.txt.gz", vendored_base(root, name)?);
+    single_usize((root.read_text(&rel)?, root.path(&rel)))
+}
+
+/// Loads a vendored data set from `uci/<name>/` in `root` and checks its split files.
+pub fn load(root: &DataRoot, name: UciName) -> Result<UciDataset> {
+    let base = vendored_base(root, name)?;
     let file = |f: &str| format!("{base}/{f}.gz");
     let text = |f: &str| -> Result<(String, PathBuf)> {
         let rel = file(f);
@@ -295,17 +308,7 @@ pub fn load(root: &DataRoot, name: UciName) -> Result<UciDataset> {
                 });
             }
             let (t, p) = text(&format!("index_{kind}_{k}.txt"))?;
-            let idx = parse_indices(&t, &p, n_rows)?;
-            let mut seen = HashSet::with_capacity(idx.len());
-            for &(i, line) in &idx {
-                if !seen.insert(i) {
-                    return Err(DataError::Inconsistent {
-                        path: p,
-                        msg: format!("line {line}: row {i} listed twice"),
-                    });
-                }
-            }
-            Ok((idx.into_iter().map(|(i, _)| i).collect(), p))
+            Ok((parse_rows(&t, &p, n_rows)?, p))
         };
         let (train, _) = read_split("train")?;
         let (test, test_path) = read_split("test")?;
@@ -491,8 +494,23 @@ fn parse_table(text: &str, path: &Path) -> Result<(Vec<f64>, usize)> {
     }
 }
 
+/// An index file of data rows: whitespace-separated 0-based indices `< len`, none twice.
+pub(crate) fn parse_rows(text: &str, path: &Path, len: usize) -> Result<Vec<usize>> {
+    let idx = parse_indices(text, path, len)?;
+    let mut seen = HashSet::with_capacity(idx.len());
+    for &(i, line) in &idx {
+        if !seen.insert(i) {
+            return Err(inconsistent(
+                path,
+                &format!("line {line}: row {i} listed twice"),
+            ));
+        }
+    }
+    Ok(idx.into_iter().map(|(i, _)| i).collect())
+}
+
 /// Whitespace-separated 0-based indices, each `< len`; returns (index, 1-based line).
-pub(crate) fn parse_indices(text: &str, path: &Path, len: usize) -> Result<Vec<(usize, usize)>> {
+fn parse_indices(text: &str, path: &Path, len: usize) -> Result<Vec<(usize, usize)>> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         for (f, tok) in line.split_whitespace().enumerate() {

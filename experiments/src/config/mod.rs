@@ -71,6 +71,18 @@ pub struct Experiment {
     pub sweep_keys: Vec<String>,
 }
 
+impl Experiment {
+    /// Every run's resolved document, by run name: `config.resolved.yaml`, and what a task's
+    /// output depends on (`tasks::config_hash`).
+    pub fn resolved_yaml(&self) -> Result<String, crate::yaml::Error> {
+        let mut runs = Mapping::new();
+        for r in &self.runs {
+            runs.insert(Value::String(r.name.clone()), r.resolved.clone());
+        }
+        crate::yaml::to_string(&Value::Mapping(runs))
+    }
+}
+
 /// Network family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arch {
@@ -265,8 +277,6 @@ pub struct TableSource {
     pub target: String,
     /// None: every column but the target.
     pub features: Option<Vec<String>>,
-    /// uci only (the co2 study fits every row).
-    pub split: Option<mcd_datasets::SplitRule>,
 }
 
 /// One fully resolved and validated run.
@@ -537,10 +547,6 @@ pub fn load_str(
                         .then(|| format!("variant `{}`", v.name))
                 })
             };
-            let raw: RawRun = serde_path_to_error::deserialize(run_doc.clone()).map_err(|e| {
-                let key = error_key("", &e);
-                src.error(&key, e.inner().to_string(), origin(&key))
-            })?;
             let name = if name_parts.is_empty() {
                 "run".to_string()
             } else {
@@ -565,11 +571,7 @@ pub fn load_str(
                 if set_path(&mut probe, &key, base_value.clone()).is_err() {
                     continue;
                 }
-                let result = serde_path_to_error::deserialize::<_, RawRun>(probe.clone())
-                    .map_err(|e| src.error(&error_key("", &e), e.inner().to_string(), None))
-                    .and_then(|raw| {
-                        check_run(&src, raw, name.clone(), probe, &|_| None).map(|_| ())
-                    });
+                let result = parse_run(&src, probe, name.clone(), &|_| None);
                 *verdict = Some(match result {
                     Err(e) if nested(&e.key, &key) || nested(&key, &e.key) => {
                         BaseVerdict::Rejected(e)
@@ -577,7 +579,7 @@ pub fn load_str(
                     _ => BaseVerdict::Accepted,
                 });
             }
-            runs.push(check_run(&src, raw, name, run_doc, &origin)?);
+            runs.push(parse_run(&src, run_doc, name, &origin)?);
         }
     }
     for (key, verdict) in base_checks {
@@ -616,6 +618,20 @@ pub fn load_str(
         runs,
         sweep_keys,
     })
+}
+
+/// One run's resolved document into a validated run: the schema (serde), then `check_run`.
+fn parse_run(
+    src: &Source,
+    doc: Value,
+    name: String,
+    origin: &dyn Fn(&str) -> Option<String>,
+) -> Result<RunConfig, ConfigError> {
+    let raw: RawRun = serde_path_to_error::deserialize(doc.clone()).map_err(|e| {
+        let key = error_key("", &e);
+        src.error(&key, e.inner().to_string(), origin(&key))
+    })?;
+    check_run(src, raw, name, doc, origin)
 }
 
 fn take_variants(src: &Source, v: Option<Value>) -> Result<Vec<Option<RawVariant>>, ConfigError> {
@@ -1181,7 +1197,14 @@ fn check_run(
                 None,
             ))
         }
-        (Some(c), StudyKind::Uci) => Some(check_uci(src, c, samples, &data, origin)?),
+        (Some(c), StudyKind::Uci) => Some(check_uci(
+            src,
+            c,
+            samples,
+            &data,
+            raw.data.split.as_ref(),
+            origin,
+        )?),
         _ => None,
     };
 
@@ -1277,21 +1300,17 @@ fn check_data(
             ));
         }
     }
-    let split = match (&d.split, raw.study) {
-        (Some(_), StudyKind::Co2) => {
-            return Err(err(
-                "data.split",
-                "the co2 study fits every row of the table: remove data.split".into(),
-            ))
-        }
-        (None, _) => None,
-        (Some(s), _) => Some(check_split(src, s, origin)?),
-    };
+    // The uci study reads data.split (`check_uci`); mnist_rotated refuses data.csv.
+    if d.split.is_some() && raw.study == StudyKind::Co2 {
+        return Err(err(
+            "data.split",
+            "the co2 study fits every row of the table: remove data.split".into(),
+        ));
+    }
     Ok(DataSource::Table(TableSource {
         csv: csv.clone(),
         target,
         features: d.features.clone(),
-        split,
     }))
 }
 
@@ -1374,6 +1393,7 @@ fn check_uci(
     c: &raw::RawUci,
     test_samples: usize,
     data: &DataSource,
+    split: Option<&raw::RawSplit>,
     origin: &dyn Fn(&str) -> Option<String>,
 ) -> Result<UciConfig, ConfigError> {
     use std::str::FromStr as _;
@@ -1413,7 +1433,7 @@ fn check_uci(
                 None => Some(OWN_TABLE_DROPOUT_RATES.to_vec()),
                 given => given.clone(),
             };
-            let Some(split) = table.split.clone() else {
+            let Some(split) = split else {
                 return refuse(
                     "data.split",
                     "missing: {test_fraction, count, seed} or {index_files: [{train, test}, ...]}",
@@ -1421,7 +1441,7 @@ fn check_uci(
             };
             let sets = UciSets::Own {
                 table: table.clone(),
-                split,
+                split: check_split(src, split, origin)?,
                 epochs: positive(src, "uci.epochs", epochs, origin)?,
             };
             return finish_uci(src, c, sets, dropout_rates, test_samples, origin);

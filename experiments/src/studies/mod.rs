@@ -10,7 +10,6 @@ use anyhow::{Context as _, Result};
 
 use crate::config::{Experiment, StudyKind, TableSource};
 use crate::output::OutputDir;
-use crate::yaml::{Mapping, Value};
 use crate::Context;
 
 /// Runs the experiment into `results_root/<name>/` (atomically) and returns that folder.
@@ -54,11 +53,8 @@ fn write_inputs(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> 
     let text = std::fs::read_to_string(&exp.source)
         .with_context(|| format!("reading {}", exp.source.display()))?;
     out.write("config.yaml", &text)?;
-    let mut runs = Mapping::new();
-    for r in &exp.runs {
-        runs.insert(Value::String(r.name.clone()), r.resolved.clone());
-    }
-    let resolved = crate::yaml::to_string(&Value::Mapping(runs))
+    let resolved = exp
+        .resolved_yaml()
         .context("serialising the resolved configs")?;
     out.write(
         "config.resolved.yaml",

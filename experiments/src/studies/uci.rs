@@ -157,14 +157,15 @@ pub fn units(exp: &Experiment) -> Result<Vec<Unit>> {
         match &cfg.sets {
             UciSets::Vendored { dir, datasets, .. } => {
                 let root = DataRoot::open(dir)?;
+                // Counted from n_splits.txt: planning reads no data (each task loads its own).
                 for &name in datasets {
-                    match uci::load(&root, name) {
-                        Ok(ds) => counts.push((name.to_string(), ds.splits.len())),
+                    match uci::split_count(&root, name) {
+                        Ok(n) => counts.push((name.to_string(), n)),
                         // Skipped with a note by the run; no task.
                         Err(DataError::Missing { .. }) if name == UciName::YearPredictionMsd => {
                             counts.push((name.to_string(), 0))
                         }
-                        Err(e) => return Err(e).with_context(|| format!("loading {name}")),
+                        Err(e) => return Err(e).with_context(|| format!("reading {name}")),
                     }
                 }
             }
