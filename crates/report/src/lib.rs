@@ -2,7 +2,9 @@
 //!
 //! Figures render text with an embedded DejaVu Sans font, so no system fonts are needed.
 
+mod chart;
 mod error;
+mod legend;
 mod plot;
 mod style;
 mod table;

@@ -3,35 +3,26 @@
 //! Every public function draws the same figure twice (bitmap and SVG backends)
 //! and returns `[stem.png, stem.svg]`. Non-finite points are skipped; inputs
 //! with nothing finite to draw give [`ReportError::EmptyData`].
+//!
+//! A legend never covers what is plotted: it goes in the first free corner of the
+//! plotting area, or, when every corner holds data, the y axis extends above the
+//! data to make room for it (see `legend.rs`).
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use plotters::coord::ranged1d::{AsRangedCoord, Ranged, ValueFormatter};
-use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
-use plotters::element::DashedPathElement;
 use plotters::prelude::*;
-use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use crate::chart::{
+    box_marker, build_chart, dashed_marker, de, dot_marker, draw_custom_x_ticks, draw_legend,
+    lay_out, lin_chart, line_marker, path_marks, vline, vline_mark, ChartSpec, DrawResult, Layout,
+    Polyline, Y_LABEL_AREA,
+};
 use crate::error::{ReportError, Result};
-use crate::style::{ensure_font, palette, tint, AXIS_LABEL_PX, FONT, LEGEND_PX, TICK_PX, TITLE_PX};
-
-/// Pixel position on the backend (plotters' `BackendCoord`).
-type BackendCoord = (i32, i32);
-
-/// Error text from a backend-generic plotters failure.
-type DrawResult<T> = std::result::Result<T, String>;
-
-fn de<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> String {
-    e.to_string()
-}
-
-/// Connected finite points in data coordinates.
-type Polyline = Vec<(f64, f64)>;
-
-/// Linear chart type shared by most figures.
-type LinChart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+use crate::legend::{Mark, LEFT_FIRST, RIGHT_FIRST};
+use crate::style::{ensure_font, palette, tint};
 
 /// One panel of a Fig. 2 style predictive-band figure.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,7 +45,8 @@ pub struct BandPanel {
     pub train_end: f64,
     /// Optional highlighted input; drawn as a dashed red vertical line.
     pub x_star: Option<f64>,
-    /// Fixed y range; bands and lines are clipped to it. `None` fits the data.
+    /// Fixed y range; bands and lines are clipped to it. `None` fits the data. The axis may
+    /// extend above it to make room for the legend.
     pub y_range: Option<(f64, f64)>,
 }
 
@@ -159,7 +151,33 @@ fn render<F: Figure>(fig: &F, stem: &Path) -> Result<Vec<PathBuf>> {
         path: svg.clone(),
         source,
     })?;
+    #[cfg(test)]
+    if crate::legend::record::capturing() {
+        capture_without_legend(fig).map_err(|message| ReportError::Render {
+            op: "draw test bitmap",
+            path: png.clone(),
+            message,
+        })?;
+    }
     Ok(vec![png, svg])
+}
+
+/// Tests: draws `fig` once more, without its legend, into a bitmap kept for the test.
+#[cfg(test)]
+fn capture_without_legend<F: Figure>(fig: &F) -> DrawResult<()> {
+    use crate::legend::record;
+    let size = fig.size();
+    let mut buf = vec![0_u8; size.0 as usize * size.1 as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, size).into_drawing_area();
+        record::set_skip_legend(true);
+        let drawn = root.fill(&WHITE).map_err(de).and_then(|()| fig.draw(&root));
+        record::set_skip_legend(false);
+        drawn?;
+        root.present().map_err(de)?;
+    }
+    record::push_bitmap((buf, size));
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -311,132 +329,6 @@ fn invalid(stem: &Path, message: impl Into<String>) -> ReportError {
 }
 
 // ---------------------------------------------------------------------------
-// Chart helpers
-
-/// Builds a linear chart with caption, label areas and a light grid.
-fn lin_chart<'a, DB: DrawingBackend>(
-    area: &'a DrawingArea<DB, Shift>,
-    title: &str,
-    x_label: &str,
-    y_label: &str,
-    x: Range<f64>,
-    y: Range<f64>,
-    draw_x_ticks: bool,
-) -> DrawResult<LinChart<'a, DB>> {
-    let mut chart = ChartBuilder::on(area)
-        .caption(title, (FONT, TITLE_PX))
-        .margin(16)
-        .x_label_area_size(64)
-        .y_label_area_size(76)
-        .build_cartesian_2d(x, y)
-        .map_err(de)?;
-    let mut mesh = chart.configure_mesh();
-    mesh.x_desc(x_label)
-        .y_desc(y_label)
-        .axis_desc_style((FONT, AXIS_LABEL_PX))
-        .label_style((FONT, TICK_PX))
-        .bold_line_style(BLACK.mix(0.12))
-        .light_line_style(TRANSPARENT)
-        .x_labels(8)
-        .y_labels(8);
-    if !draw_x_ticks {
-        mesh.x_labels(0);
-    }
-    mesh.draw().map_err(de)?;
-    Ok(chart)
-}
-
-/// Draws the legend when at least one series was labelled.
-fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
-    chart: &mut ChartContext<'a, DB, CT>,
-    any_label: bool,
-    pos: SeriesLabelPosition,
-) -> DrawResult<()> {
-    if !any_label {
-        return Ok(());
-    }
-    chart
-        .configure_series_labels()
-        .position(pos)
-        .margin(12)
-        .label_font((FONT, LEGEND_PX))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.5))
-        .draw()
-        .map_err(de)
-}
-
-/// Writes custom x tick labels below the plotting area of a linear chart.
-fn draw_custom_x_ticks<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    chart: &LinChart<'_, DB>,
-    ticks: &[(f64, String)],
-) -> DrawResult<()> {
-    let xr = chart.x_range();
-    let y0 = chart.y_range().start;
-    let style = TextStyle::from((FONT, TICK_PX).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
-    // Backend coordinates equal root coordinates: the root area spans the canvas.
-    let (ox, oy) = root.get_base_pixel();
-    for (x, label) in ticks {
-        if !x.is_finite() || *x < xr.start || *x > xr.end {
-            continue;
-        }
-        let (px, py) = chart.backend_coord(&(*x, y0));
-        let (px, py) = (px - ox, py - oy);
-        root.draw(&PathElement::new(vec![(px, py), (px, py + 6)], BLACK))
-            .map_err(de)?;
-        root.draw(&Text::new(label.clone(), (px, py + 9), style.clone()))
-            .map_err(de)?;
-    }
-    Ok(())
-}
-
-/// A short horizontal line legend marker.
-fn line_marker(style: ShapeStyle) -> impl Fn(BackendCoord) -> PathElement<BackendCoord> {
-    move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style)
-}
-
-/// A short dashed legend marker.
-fn dashed_marker(
-    style: ShapeStyle,
-) -> impl Fn(BackendCoord) -> DashedPathElement<std::vec::IntoIter<BackendCoord>, i32> {
-    move |(x, y)| DashedPathElement::new(vec![(x, y), (x + 24, y)], 6, 4, style)
-}
-
-/// A filled square legend marker.
-fn box_marker(style: ShapeStyle) -> impl Fn(BackendCoord) -> Rectangle<BackendCoord> {
-    move |(x, y)| Rectangle::new([(x, y - 7), (x + 24, y + 7)], style)
-}
-
-/// A filled circle legend marker.
-fn dot_marker(style: ShapeStyle) -> impl Fn(BackendCoord) -> Circle<BackendCoord, i32> {
-    move |(x, y)| Circle::new((x + 12, y), 6, style)
-}
-
-/// Draws a dashed vertical line across the y range.
-fn vline<DB: DrawingBackend>(
-    chart: &mut LinChart<'_, DB>,
-    x: f64,
-    style: ShapeStyle,
-    label: &str,
-) -> DrawResult<bool> {
-    let y = chart.y_range();
-    let anno = chart
-        .draw_series(DashedLineSeries::new(
-            vec![(x, y.start), (x, y.end)],
-            10,
-            6,
-            style,
-        ))
-        .map_err(de)?;
-    if label.is_empty() {
-        return Ok(false);
-    }
-    anno.label(label).legend(dashed_marker(style));
-    Ok(true)
-}
-
-// ---------------------------------------------------------------------------
 // Band figure (paper Fig. 2)
 
 /// Per-panel canvas size of [`band_figure`].
@@ -568,95 +460,148 @@ impl Figure for BandFigure {
     }
 }
 
+/// What a band panel draws, in data coordinates, clipped to its y range.
+struct PanelShapes {
+    /// Per shade, outermost (palest) first: colour and one polygon per run of predictions.
+    shades: Vec<(RGBColor, Vec<Polyline>)>,
+    mean: Vec<Polyline>,
+    obs: Vec<Polyline>,
+    /// Dashed vertical lines: position, colour, legend text.
+    vlines: Vec<(f64, RGBColor, &'static str)>,
+}
+
+impl PreparedPanel {
+    fn shapes(&self) -> PanelShapes {
+        let (ylo, yhi) = (self.y.start, self.y.end);
+        let shades = (1..=SHADES)
+            .rev()
+            .map(|k| {
+                let half = self.band_sd * k as f64 / SHADES as f64;
+                let shade = tint(MEAN_BLUE, 0.12 + 0.13 * (SHADES - k) as f64);
+                let polys = self
+                    .pred
+                    .iter()
+                    .filter(|run| run.len() >= 2)
+                    .map(|run| {
+                        let upper = run
+                            .iter()
+                            .map(|&(x, m, s)| (x, (m + half * s).clamp(ylo, yhi)));
+                        let lower = run
+                            .iter()
+                            .rev()
+                            .map(|&(x, m, s)| (x, (m - half * s).clamp(ylo, yhi)));
+                        upper.chain(lower).collect()
+                    })
+                    .collect();
+                (shade, polys)
+            })
+            .collect();
+        let mean = self
+            .pred
+            .iter()
+            .flat_map(|run| {
+                let pts: Polyline = run.iter().map(|&(x, m, _)| (x, m)).collect();
+                clip_y(&pts, ylo, yhi)
+            })
+            .collect();
+        let obs = self
+            .obs
+            .iter()
+            .flat_map(|run| clip_y(run, ylo, yhi))
+            .collect();
+        let mut vlines = Vec::new();
+        if self.train_end.is_finite() {
+            vlines.push((self.train_end, BLACK, "end of training data"));
+        }
+        if let Some(xs) = self.x_star.filter(|v| v.is_finite()) {
+            vlines.push((xs, OBS_RED, "x*"));
+        }
+        PanelShapes {
+            shades,
+            mean,
+            obs,
+            vlines,
+        }
+    }
+}
+
 fn draw_band_panel<DB: DrawingBackend>(
     p: &PreparedPanel,
     area: &DrawingArea<DB, Shift>,
 ) -> DrawResult<()> {
-    let mut chart = lin_chart(
-        area,
-        &p.title,
-        "x (standardised)",
-        "y (standardised)",
-        p.x.clone(),
-        p.y.clone(),
-        true,
-    )?;
-    let (ylo, yhi) = (p.y.start, p.y.end);
-    let mut labelled = false;
+    let shapes = p.shapes();
+    let band_label = format!("±{} sd", p.band_sd);
+    let outer = shapes.shades.first().map_or(&[][..], |s| &s.1[..]);
+    let mut labels = Vec::new();
+    let mut marks = Vec::new();
+    if !outer.is_empty() {
+        labels.push(band_label.clone());
+        // The palest shade is the widest: it covers the inner ones.
+        marks.extend(outer.iter().map(|poly| Mark::Area { pts: poly.clone() }));
+    }
+    for (lines, label, width) in [
+        (&shapes.mean, "predictive mean", 3.0),
+        (&shapes.obs, "observed", 2.0),
+    ] {
+        if !lines.is_empty() {
+            labels.push(label.to_owned());
+            marks.extend(path_marks(lines, width));
+        }
+    }
+    for &(x, _, label) in &shapes.vlines {
+        labels.push(label.to_owned());
+        marks.push(vline_mark(x, &p.y));
+    }
+    let spec = ChartSpec {
+        title: &p.title,
+        x_label: "x (standardised)",
+        y_label: "y (standardised)",
+        x: p.x.clone(),
+        y: p.y.clone(),
+        log_y: false,
+        y_label_area: Y_LABEL_AREA,
+        x_ticks: true,
+        labels,
+        marks,
+        order: LEFT_FIRST,
+    };
+    let (mut chart, legend) = lin_chart(area, &spec)?;
 
     // Outer shade first so inner (darker) shades paint over it; opaque shades
     // keep the legend swatch identical to what is drawn.
-    for k in (1..=SHADES).rev() {
-        let half = p.band_sd * k as f64 / SHADES as f64;
-        let shade = tint(MEAN_BLUE, 0.12 + 0.13 * (SHADES - k) as f64);
-        for (i, run) in p.pred.iter().enumerate() {
-            if run.len() < 2 {
-                continue;
-            }
-            let upper = run
-                .iter()
-                .map(|&(x, m, s)| (x, (m + half * s).clamp(ylo, yhi)));
-            let lower = run
-                .iter()
-                .rev()
-                .map(|&(x, m, s)| (x, (m - half * s).clamp(ylo, yhi)));
-            let poly: Vec<(f64, f64)> = upper.chain(lower).collect();
+    for (k, (shade, polys)) in shapes.shades.iter().enumerate() {
+        for (i, poly) in polys.iter().enumerate() {
             let anno = chart
-                .draw_series(std::iter::once(Polygon::new(poly, shade.filled())))
+                .draw_series(std::iter::once(Polygon::new(poly.clone(), shade.filled())))
                 .map_err(de)?;
-            if k == SHADES && i == 0 {
-                anno.label(format!("±{} sd", p.band_sd))
+            if k == 0 && i == 0 {
+                anno.label(band_label.as_str())
                     .legend(box_marker(tint(MEAN_BLUE, 0.3).filled()));
-                labelled = true;
-            }
-        }
-    }
-
-    let mean_style = MEAN_BLUE.stroke_width(3);
-    let mut first = true;
-    for run in &p.pred {
-        let pts: Vec<(f64, f64)> = run.iter().map(|&(x, m, _)| (x, m)).collect();
-        for piece in clip_y(&pts, ylo, yhi) {
-            let anno = chart
-                .draw_series(LineSeries::new(piece, mean_style))
-                .map_err(de)?;
-            if first {
-                anno.label("predictive mean")
-                    .legend(line_marker(mean_style));
-                first = false;
-                labelled = true;
             }
         }
     }
 
     // Observations go on top: where the fit is tight the mean would hide them.
+    let mean_style = MEAN_BLUE.stroke_width(3);
     let obs_style = OBS_RED.stroke_width(2);
-    let mut first = true;
-    for run in &p.obs {
-        for piece in clip_y(run, ylo, yhi) {
+    for (lines, label, style) in [
+        (&shapes.mean, "predictive mean", mean_style),
+        (&shapes.obs, "observed", obs_style),
+    ] {
+        for (i, piece) in lines.iter().enumerate() {
             let anno = chart
-                .draw_series(LineSeries::new(piece, obs_style))
+                .draw_series(LineSeries::new(piece.iter().copied(), style))
                 .map_err(de)?;
-            if first {
-                anno.label("observed").legend(line_marker(obs_style));
-                first = false;
-                labelled = true;
+            if i == 0 {
+                anno.label(label).legend(line_marker(style));
             }
         }
     }
 
-    if p.train_end.is_finite() {
-        labelled |= vline(
-            &mut chart,
-            p.train_end,
-            BLACK.stroke_width(2),
-            "end of training data",
-        )?;
+    for &(x, colour, label) in &shapes.vlines {
+        vline(&mut chart, x, &p.y, colour.stroke_width(2), label)?;
     }
-    if let Some(xs) = p.x_star.filter(|v| v.is_finite()) {
-        labelled |= vline(&mut chart, xs, OBS_RED.stroke_width(2), "x*")?;
-    }
-    draw_legend(&mut chart, labelled, SeriesLabelPosition::UpperLeft)
+    draw_legend(&mut chart, legend.as_ref())
 }
 
 /// Paper Fig. 2 style grid of predictive-band panels, `ncols` per row; writes `stem.png` and `stem.svg`.
@@ -704,40 +649,54 @@ impl Figure for LineFigure<'_> {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<()> {
+        let mut labels = Vec::new();
+        let mut marks = Vec::new();
+        for (label, runs) in &self.series {
+            if !label.is_empty() && !runs.is_empty() {
+                labels.push((*label).to_owned());
+            }
+            marks.extend(path_marks(runs, 3.0));
+        }
+        for (x, label) in &self.vlines {
+            if !label.is_empty() {
+                labels.push((*label).to_owned());
+            }
+            marks.push(vline_mark(*x, &self.y));
+        }
+        let spec = ChartSpec {
+            title: self.title,
+            x_label: self.x_label,
+            y_label: self.y_label,
+            x: self.x.clone(),
+            y: self.y.clone(),
+            log_y: self.log_y,
+            y_label_area: 96,
+            x_ticks: true,
+            labels,
+            marks,
+            order: LEFT_FIRST,
+        };
+        let layout = lay_out(root, &spec)?;
         if self.log_y {
-            self.draw_on(root, self.y.clone().log_scale())
+            self.draw_on(&layout, &spec, layout.y.clone().log_scale())
         } else {
-            self.draw_on(root, self.y.clone())
+            self.draw_on(&layout, &spec, layout.y.clone())
         }
     }
 }
 
 impl LineFigure<'_> {
-    fn draw_on<DB: DrawingBackend, Y>(&self, root: &DrawingArea<DB, Shift>, y: Y) -> DrawResult<()>
+    fn draw_on<DB: DrawingBackend, Y>(
+        &self,
+        layout: &Layout<DB>,
+        spec: &ChartSpec<'_>,
+        y: Y,
+    ) -> DrawResult<()>
     where
         Y: AsRangedCoord<Value = f64>,
         Y::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
     {
-        let mut chart = ChartBuilder::on(root)
-            .caption(self.title, (FONT, TITLE_PX))
-            .margin(16)
-            .x_label_area_size(64)
-            .y_label_area_size(96)
-            .build_cartesian_2d(self.x.clone(), y)
-            .map_err(de)?;
-        chart
-            .configure_mesh()
-            .x_desc(self.x_label)
-            .y_desc(self.y_label)
-            .axis_desc_style((FONT, AXIS_LABEL_PX))
-            .label_style((FONT, TICK_PX))
-            .bold_line_style(BLACK.mix(0.12))
-            .light_line_style(TRANSPARENT)
-            .x_labels(8)
-            .y_labels(8)
-            .draw()
-            .map_err(de)?;
-        let mut labelled = false;
+        let mut chart = build_chart(layout, spec, y)?;
         for (i, (label, runs)) in self.series.iter().enumerate() {
             let style = palette(i).stroke_width(3);
             for (j, run) in runs.iter().enumerate() {
@@ -746,26 +705,13 @@ impl LineFigure<'_> {
                     .map_err(de)?;
                 if j == 0 && !label.is_empty() {
                     anno.label(*label).legend(line_marker(style));
-                    labelled = true;
                 }
             }
         }
         for (x, label) in &self.vlines {
-            let style = BLACK.stroke_width(2);
-            let anno = chart
-                .draw_series(DashedLineSeries::new(
-                    vec![(*x, self.y.start), (*x, self.y.end)],
-                    10,
-                    6,
-                    style,
-                ))
-                .map_err(de)?;
-            if !label.is_empty() {
-                anno.label(*label).legend(dashed_marker(style));
-                labelled = true;
-            }
+            vline(&mut chart, *x, &self.y, BLACK.stroke_width(2), label)?;
         }
-        draw_legend(&mut chart, labelled, SeriesLabelPosition::UpperLeft)
+        draw_legend(&mut chart, layout.legend.as_ref())
     }
 }
 
@@ -874,27 +820,41 @@ impl Figure for ScatterFigure<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<()> {
         let (main, strip) = root.split_vertically(640);
         let root = &main;
-        let mut chart = lin_chart(
-            root,
-            self.title,
-            self.x_label,
-            self.y_label,
-            self.x.clone(),
-            self.y.clone(),
-            self.x_ticks.is_none(),
-        )?;
+        let labelled =
+            |(label, pts): &&(&str, Vec<(f64, f64)>)| !label.is_empty() && !pts.is_empty();
+        let spec = ChartSpec {
+            title: self.title,
+            x_label: self.x_label,
+            y_label: self.y_label,
+            x: self.x.clone(),
+            y: self.y.clone(),
+            log_y: false,
+            y_label_area: Y_LABEL_AREA,
+            x_ticks: self.x_ticks.is_none(),
+            labels: self
+                .groups
+                .iter()
+                .filter(labelled)
+                .map(|g| g.0.to_owned())
+                .collect(),
+            marks: self
+                .groups
+                .iter()
+                .flat_map(|(_, pts)| pts.iter().map(|&at| Mark::Dot { at, r: 4.0 }))
+                .collect(),
+            order: RIGHT_FIRST,
+        };
+        let (mut chart, legend) = lin_chart(root, &spec)?;
         if let Some(ticks) = &self.x_ticks {
             draw_custom_x_ticks(root, &chart, ticks)?;
         }
-        let mut labelled = false;
-        for (i, (label, pts)) in self.groups.iter().enumerate() {
+        for (i, group) in self.groups.iter().enumerate() {
             let fill = palette(i).mix(0.45).filled();
             let anno = chart
-                .draw_series(pts.iter().map(|&p| Circle::new(p, 4, fill)))
+                .draw_series(group.1.iter().map(|&p| Circle::new(p, 4, fill)))
                 .map_err(de)?;
-            if !label.is_empty() && !pts.is_empty() {
-                anno.label(*label).legend(dot_marker(palette(i).filled()));
-                labelled = true;
+            if labelled(&group) {
+                anno.label(group.0).legend(dot_marker(palette(i).filled()));
             }
         }
         for t in self.thumbnails {
@@ -918,7 +878,7 @@ impl Figure for ScatterFigure<'_> {
                     .map_err(de)?;
             }
         }
-        draw_legend(&mut chart, labelled, SeriesLabelPosition::UpperRight)
+        draw_legend(&mut chart, legend.as_ref())
     }
 }
 
@@ -1012,27 +972,57 @@ impl Figure for ReliabilityFigure<'_> {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<()> {
-        let mut chart = lin_chart(
-            root,
-            self.title,
-            "confidence",
-            "accuracy",
-            self.x.clone(),
-            0.0..1.0,
-            true,
-        )?;
+        let bar_top = |acc: f64| acc.clamp(0.0, 1.0);
+        let dots: Vec<(f64, f64)> = self
+            .bins
+            .iter()
+            .filter(|b| b.3.is_finite())
+            .map(|&(lo, hi, _, c)| (0.5 * (lo + hi), c.clamp(0.0, 1.0)))
+            .collect();
+        let mut marks: Vec<Mark> = self
+            .bins
+            .iter()
+            .map(|&(lo, hi, acc, _)| Mark::Area {
+                pts: vec![(lo, 0.0), (hi, 0.0), (hi, bar_top(acc)), (lo, bar_top(acc))],
+            })
+            .collect();
+        marks.push(Mark::Path {
+            pts: vec![(0.0, 0.0), (1.0, 1.0)],
+            w: 1.0,
+        });
+        marks.extend(dots.iter().map(|&at| Mark::Dot { at, r: 5.0 }));
+        let spec = ChartSpec {
+            title: self.title,
+            x_label: "confidence",
+            y_label: "accuracy",
+            x: self.x.clone(),
+            y: 0.0..1.0,
+            log_y: false,
+            y_label_area: Y_LABEL_AREA,
+            x_ticks: true,
+            labels: ["accuracy", "perfect calibration", "mean confidence"]
+                .map(String::from)
+                .to_vec(),
+            marks,
+            order: LEFT_FIRST,
+        };
+        let (mut chart, legend) = lin_chart(root, &spec)?;
         let bar = tint(palette(0), 0.55).filled();
         let edge = palette(0).stroke_width(1);
         let anno = chart
-            .draw_series(self.bins.iter().map(|&(lo, hi, acc, _)| {
-                Rectangle::new([(lo, 0.0), (hi, acc.clamp(0.0, 1.0))], bar)
-            }))
+            .draw_series(
+                self.bins
+                    .iter()
+                    .map(|&(lo, hi, acc, _)| Rectangle::new([(lo, 0.0), (hi, bar_top(acc))], bar)),
+            )
             .map_err(de)?;
         anno.label("accuracy").legend(box_marker(bar));
         chart
-            .draw_series(self.bins.iter().map(|&(lo, hi, acc, _)| {
-                Rectangle::new([(lo, 0.0), (hi, acc.clamp(0.0, 1.0))], edge)
-            }))
+            .draw_series(
+                self.bins
+                    .iter()
+                    .map(|&(lo, hi, acc, _)| Rectangle::new([(lo, 0.0), (hi, bar_top(acc))], edge)),
+            )
             .map_err(de)?;
         let diag = BLACK.mix(0.7).stroke_width(2);
         chart
@@ -1047,18 +1037,11 @@ impl Figure for ReliabilityFigure<'_> {
             .legend(dashed_marker(diag));
         let conf = OBS_RED.filled();
         chart
-            .draw_series(
-                self.bins
-                    .iter()
-                    .filter(|b| b.3.is_finite())
-                    .map(|&(lo, hi, _, c)| {
-                        Circle::new((0.5 * (lo + hi), c.clamp(0.0, 1.0)), 5, conf)
-                    }),
-            )
+            .draw_series(dots.iter().map(|&p| Circle::new(p, 5, conf)))
             .map_err(de)?
             .label("mean confidence")
             .legend(dot_marker(conf));
-        draw_legend(&mut chart, true, SeriesLabelPosition::UpperLeft)
+        draw_legend(&mut chart, legend.as_ref())
     }
 }
 
@@ -1114,16 +1097,30 @@ impl Figure for ErrorbarFigure<'_> {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<()> {
-        let n = self.labels.len() as f64;
-        let mut chart = lin_chart(
-            root,
-            self.title,
-            "",
-            self.y_label,
-            -0.5..n - 0.5,
-            self.y.clone(),
-            false,
-        )?;
+        let shapes = self.shapes();
+        let labelled = |gi: usize| !self.groups[gi].0.is_empty() && !shapes[gi].1.is_empty();
+        let mut marks = Vec::new();
+        for (bars, dots) in &shapes {
+            marks.extend(path_marks(bars, 2.0));
+            marks.extend(dots.iter().map(|&at| Mark::Dot { at, r: 6.0 }));
+        }
+        let spec = ChartSpec {
+            title: self.title,
+            x_label: "",
+            y_label: self.y_label,
+            x: -0.5..self.labels.len() as f64 - 0.5,
+            y: self.y.clone(),
+            log_y: false,
+            y_label_area: Y_LABEL_AREA,
+            x_ticks: false,
+            labels: (0..self.groups.len())
+                .filter(|&gi| labelled(gi))
+                .map(|gi| self.groups[gi].0.clone())
+                .collect(),
+            marks,
+            order: RIGHT_FIRST,
+        };
+        let (mut chart, legend) = lin_chart(root, &spec)?;
         let ticks: Vec<(f64, String)> = self
             .labels
             .iter()
@@ -1131,13 +1128,35 @@ impl Figure for ErrorbarFigure<'_> {
             .map(|(i, l)| (i as f64, l.clone()))
             .collect();
         draw_custom_x_ticks(root, &chart, &ticks)?;
+        for (gi, (bars, dots)) in shapes.iter().enumerate() {
+            let colour = palette(gi);
+            let line = colour.stroke_width(2);
+            chart
+                .draw_series(bars.iter().map(|b| PathElement::new(b.clone(), line)))
+                .map_err(de)?;
+            let anno = chart
+                .draw_series(dots.iter().map(|&p| Circle::new(p, 6, colour.filled())))
+                .map_err(de)?;
+            if labelled(gi) {
+                anno.label(self.groups[gi].0.as_str())
+                    .legend(dot_marker(colour.filled()));
+            }
+        }
+        draw_legend(&mut chart, legend.as_ref())
+    }
+}
+
+/// One group of an error-bar figure: bars with their caps, and the points of the means.
+type GroupShapes = (Vec<Polyline>, Vec<(f64, f64)>);
+
+impl ErrorbarFigure<'_> {
+    /// Per group: error bars with their caps, and the points of the means.
+    fn shapes(&self) -> Vec<GroupShapes> {
         let g = self.groups.len() as f64;
         let step = GROUP_SPAN / g;
         let cap = (0.15 * step).min(0.05);
-        let mut labelled = false;
-        for (gi, (name, means, errs)) in self.groups.iter().enumerate() {
-            let colour = palette(gi);
-            let line = colour.stroke_width(2);
+        let mut out = Vec::with_capacity(self.groups.len());
+        for (gi, (_, means, errs)) in self.groups.iter().enumerate() {
             let offset = (gi as f64 - 0.5 * (g - 1.0)) * step;
             let mut bars = Vec::new();
             let mut dots = Vec::new();
@@ -1154,19 +1173,9 @@ impl Figure for ErrorbarFigure<'_> {
                     bars.push(vec![(x - cap, hi), (x + cap, hi)]);
                 }
             }
-            chart
-                .draw_series(bars.into_iter().map(|b| PathElement::new(b, line)))
-                .map_err(de)?;
-            let anno = chart
-                .draw_series(dots.iter().map(|&p| Circle::new(p, 6, colour.filled())))
-                .map_err(de)?;
-            if !name.is_empty() && !dots.is_empty() {
-                anno.label(name.as_str())
-                    .legend(dot_marker(colour.filled()));
-                labelled = true;
-            }
+            out.push((bars, dots));
         }
-        draw_legend(&mut chart, labelled, SeriesLabelPosition::UpperRight)
+        out
     }
 }
 
