@@ -319,6 +319,27 @@ fn co2_refuses_epochs_instead_of_training_nothing() {
 }
 
 #[test]
+fn first_layer_slope_and_fit_window_are_checked_and_uci_refuses_the_slope() {
+    let ok = load_text(&common::tiny_config(), &["model.first_layer_slope=20"]).unwrap();
+    assert_eq!(ok.runs[0].model.first_layer_slope, Some(20.0));
+    assert_eq!(ok.runs[0].co2.unwrap().fit_window, 12);
+    for bad in ["0", "-3", ".nan"] {
+        let e = err(
+            &common::tiny_config(),
+            &[&format!("model.first_layer_slope={bad}")],
+        );
+        assert_eq!(e.key, "model.first_layer_slope", "{e}");
+        assert!(e.to_string().contains("> 0"), "{e}");
+    }
+    let e = err(&common::tiny_config(), &["co2.fit_window=2"]);
+    assert_eq!(e.key, "co2.fit_window", "{e}");
+    assert!(e.to_string().contains("at least 3"), "{e}");
+    // The uci study builds its nets with the authors' init: a slope there would be ignored.
+    let e = err(&uci_text(), &["model.first_layer_slope=20"]);
+    assert_eq!(e.key, "model.first_layer_slope", "{e}");
+}
+
+#[test]
 fn a_base_value_every_variant_replaces_is_still_checked() {
     // Both variants set the activation, so the base value was never checked.
     let text = common::tiny_config().replace("activation: relu\n", "activation: sigmoidish\n");

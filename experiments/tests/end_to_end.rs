@@ -53,6 +53,26 @@ fn tiny_co2_run_writes_its_folder_and_reuses_cached_weights() {
     ] {
         assert!(summary.contains(model), "summary lacks {model}:\n{summary}");
     }
+    // The fit check: the GP follows the seasonal wave everywhere, the barely trained nets do
+    // not, and run.log names where.
+    let mut lines = summary.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (model, flat) = (col("model"), col("flat_windows"));
+    for line in lines {
+        let cells: Vec<&str> = line.split(',').collect();
+        let windows: f64 = cells[flat].parse().unwrap();
+        if cells[model].starts_with("GP") {
+            assert_eq!(windows, 0.0, "{line}");
+        } else if cells[model] == "MC dropout relu" {
+            assert!(windows > 0.0, "{line}");
+        }
+    }
+    let log = std::fs::read_to_string(folder.join("run.log")).unwrap();
+    assert!(
+        log.contains("warning: MC dropout relu: the mean misses half or more"),
+        "{log}"
+    );
     let resolved = std::fs::read_to_string(folder.join("config.resolved.yaml")).unwrap();
     assert!(resolved.contains("relu:") && resolved.contains("tanh:"));
     // No temporary folders left.

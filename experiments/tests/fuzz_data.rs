@@ -215,6 +215,7 @@ fn small_net(vs: &VarStore) -> Mlp {
         dropout: 0.1,
         input_dropout: 0.0,
         init: InitScheme::Torch,
+        first_layer: None,
     };
     Mlp::new(&vs.root(), &spec, 7)
 }

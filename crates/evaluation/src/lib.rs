@@ -6,6 +6,7 @@
 
 pub mod classification;
 pub mod error;
+pub mod fit;
 pub mod regression;
 pub mod samples;
 

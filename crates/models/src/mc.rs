@@ -200,6 +200,7 @@ mod tests {
             dropout: 0.3,
             input_dropout: 0.0,
             init: InitScheme::CaffeXavier,
+            first_layer: None,
         };
         Mlp::new(&vs.root(), &spec, 9)
     }
@@ -280,6 +281,7 @@ mod tests {
             dropout: 0.1,
             input_dropout: 0.0,
             init: InitScheme::CaffeXavier,
+            first_layer: None,
         };
         let m = Mlp::new(&vs.root(), &spec, 4);
         assert!(m.sharing_bytes() > 0);

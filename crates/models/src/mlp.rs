@@ -112,6 +112,57 @@ pub struct MlpSpec {
     /// Drop probability on the input (0 = no input dropout).
     pub input_dropout: f64,
     pub init: InitScheme,
+    /// Replaces `init` for the first layer when set (see [`SpreadFirstLayer`]).
+    pub first_layer: Option<SpreadFirstLayer>,
+}
+
+/// First-layer units `act(w . (x - c))` with centres `c` spread uniformly over a box of the input
+/// space and slopes `|w| = slope * U(0.5, 1.5)` in a random direction (a random sign for one
+/// input); the biases are `-w . c`.
+///
+/// Why: with one input, the default inits put the units' transitions (ReLU kinks, TanH steps)
+/// where `-b / w` of two small uniforms falls, about a third of them inside the training range,
+/// and give TanH units gentle slopes. A series that swings many times over the range (the CO2
+/// wave: 23 periods) then takes many steps to fit, and the TanH mean stays flat over stretches.
+/// Steep units spread over the range start with features at the wave's scale.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpreadFirstLayer {
+    /// Typical |w| (the slopes are this times U(0.5, 1.5)).
+    pub slope: f64,
+    /// Each centre coordinate is uniform in [low, high].
+    pub low: f64,
+    pub high: f64,
+}
+
+impl SpreadFirstLayer {
+    /// Weights `[out, in]` and biases `[out]`, drawn from `rng`.
+    fn draw(&self, rng: &mut SeededRng, fan_in: usize, fan_out: usize) -> (Tensor, Tensor) {
+        let mut w = Vec::with_capacity(fan_out * fan_in);
+        let mut b = Vec::with_capacity(fan_out);
+        for _ in 0..fan_out {
+            // A uniformly random direction (a random sign when fan_in is 1): normal draws, scaled.
+            let dir: Vec<f64> = (0..fan_in).map(|_| rng.next_normal()).collect();
+            let norm = dir
+                .iter()
+                .map(|v| v * v)
+                .sum::<f64>()
+                .sqrt()
+                .max(f64::MIN_POSITIVE);
+            let size = self.slope * (0.5 + rng.next_f64());
+            let mut bias = 0.0;
+            for d in dir {
+                let wi = size * d / norm;
+                let centre = self.low + (self.high - self.low) * rng.next_f64();
+                bias -= wi * centre;
+                w.push(wi as f32);
+            }
+            b.push(bias as f32);
+        }
+        (
+            Tensor::from_slice(&w).view([fan_out as i64, fan_in as i64]),
+            Tensor::from_slice(&b),
+        )
+    }
 }
 
 impl MlpSpec {
@@ -126,6 +177,7 @@ impl MlpSpec {
             dropout: 0.1,
             input_dropout: 0.0,
             init: InitScheme::CaffeXavier,
+            first_layer: None,
         }
     }
 }
@@ -178,8 +230,12 @@ impl MlpInit {
         dims.push(spec.output_dim);
         let layers = dims
             .windows(2)
-            .map(|io| {
+            .enumerate()
+            .map(|(layer, io)| {
                 let (fan_in, fan_out) = (io[0], io[1]);
+                if let (0, Some(first)) = (layer, &spec.first_layer) {
+                    return first.draw(&mut rng, fan_in, fan_out);
+                }
                 let (w_bound, b_bound) = match spec.init {
                     InitScheme::CaffeXavier => ((3.0 / fan_in as f64).sqrt(), 0.0),
                     InitScheme::Torch => {
@@ -506,6 +562,7 @@ mod tests {
             dropout: 0.2,
             input_dropout,
             init: InitScheme::CaffeXavier,
+            first_layer: None,
         }
     }
 
@@ -666,6 +723,7 @@ mod tests {
                 dropout: rate,
                 input_dropout: 0.0,
                 init: InitScheme::Torch,
+                first_layer: None,
             };
             let vs = nn::VarStore::new(Device::Cpu);
             let m = Mlp::new(&vs.root(), &spec, 11);
@@ -709,6 +767,7 @@ mod tests {
             dropout: rate,
             input_dropout,
             init: InitScheme::Torch,
+            first_layer: None,
         };
         let prefix = Tensor::ones([4, 128], (Kind::Float, Device::Cpu));
         let shares = |rate, input_dropout, width, samples| {
@@ -728,5 +787,56 @@ mod tests {
         // Under autograd the plain, differentiable path runs.
         let m = Mlp::new(&vs.root(), &spec(0.1, 0.0, 128), 1);
         assert!(!m.shares_first_product(&prefix, 100));
+    }
+
+    #[test]
+    fn spread_first_layer_puts_centres_in_range_and_slopes_in_band() {
+        for fan_in in [1usize, 3] {
+            let spec = MlpSpec {
+                input_dim: fan_in,
+                hidden: vec![200, 8],
+                output_dim: 1,
+                activation: Activation::Tanh,
+                dropout: 0.1,
+                input_dropout: 0.0,
+                init: InitScheme::Torch,
+                first_layer: Some(SpreadFirstLayer {
+                    slope: 20.0,
+                    low: -1.5,
+                    high: 0.5,
+                }),
+            };
+            let init = MlpInit::new(&spec, 11);
+            let (w, b) = &init.layers[0];
+            let w: Vec<f32> = Vec::try_from(w.reshape([-1])).unwrap();
+            let b: Vec<f32> = Vec::try_from(b).unwrap();
+            let (mut neg, mut pos) = (0, 0);
+            for (row, &bias) in w.chunks(fan_in).zip(&b) {
+                let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+                assert!((9.99..=30.01).contains(&norm), "|w| = {norm}");
+                if fan_in == 1 {
+                    // One input: the unit's transition sits at x = -b / w.
+                    let centre = -bias / row[0];
+                    assert!((-1.5001..=0.5001).contains(&centre), "centre {centre}");
+                    if row[0] < 0.0 {
+                        neg += 1
+                    } else {
+                        pos += 1
+                    }
+                }
+            }
+            if fan_in == 1 {
+                assert!(neg > 60 && pos > 60, "signs {neg} / {pos}");
+            }
+            // The other layers keep `init`: the same as without the spread first layer.
+            let plain = MlpInit::new(
+                &MlpSpec {
+                    first_layer: None,
+                    ..spec.clone()
+                },
+                11,
+            );
+            assert_eq!(init.layers[1].0.size(), plain.layers[1].0.size());
+        }
     }
 }

@@ -35,6 +35,13 @@ impl SeededRng {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
+    /// Standard normal, by Box-Muller from two uniforms (one value per call).
+    pub fn next_normal(&mut self) -> f64 {
+        // 1 - u lies in (0, 1], so the log is finite.
+        let r = (-2.0 * (1.0 - self.next_f64()).ln()).sqrt();
+        r * (std::f64::consts::TAU * self.next_f64()).cos()
+    }
+
     /// Uniform integer in [0, n) (n > 0), by multiply-shift (bias < 2^-32 for n < 2^32).
     pub fn below(&mut self, n: usize) -> usize {
         (((self.next_u64() >> 32) * n as u64) >> 32) as usize

@@ -397,6 +397,7 @@ mod tests {
             dropout: 0.0,
             input_dropout: 0.0,
             init: InitScheme::GlorotUniform,
+            first_layer: None,
         }
     }
 

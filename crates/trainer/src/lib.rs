@@ -361,6 +361,7 @@ mod tests {
             dropout: 0.05,
             input_dropout: 0.0,
             init: InitScheme::CaffeXavier,
+            first_layer: None,
         };
         let m = Mlp::new(&vs.root(), &spec, 1);
         let t = TrainSpec {
@@ -415,6 +416,7 @@ mod tests {
             dropout: 0.1,
             input_dropout: 0.0,
             init: InitScheme::Torch,
+            first_layer: None,
         };
         let m = Mlp::new(&vs.root(), &spec, 2);
         let t = TrainSpec {

@@ -102,6 +102,9 @@ pub struct ModelConfig {
     pub dropout: f64,
     pub input_dropout: f64,
     pub init: InitScheme,
+    /// Slope of a [`mcd_models::mlp::SpreadFirstLayer`] first layer (the study supplies the
+    /// centres' range from its training inputs); `None`: `init` for every layer.
+    pub first_layer_slope: Option<f64>,
 }
 
 impl ModelConfig {
@@ -115,6 +118,7 @@ impl ModelConfig {
             dropout: self.dropout,
             input_dropout: self.input_dropout,
             init: self.init,
+            first_layer: None,
         }
     }
 }
@@ -190,6 +194,8 @@ pub struct Co2Config {
     pub band_sd_tanh: f64,
     pub gp: bool,
     pub near_from: f64,
+    /// Consecutive training points per window of the fit check (>= 3).
+    pub fit_window: usize,
 }
 
 /// Rotated-MNIST study settings.
@@ -906,6 +912,19 @@ fn check_run(
             raw::RawInit::Torch => InitScheme::Torch,
             raw::RawInit::GlorotUniform => InitScheme::GlorotUniform,
         },
+        first_layer_slope: m
+            .first_layer_slope
+            .map(|v| {
+                finite_in(
+                    src,
+                    "model.first_layer_slope",
+                    v,
+                    v > 0.0,
+                    "a slope > 0",
+                    origin,
+                )
+            })
+            .transpose()?,
     };
 
     let t = &raw.trainer;
@@ -1138,6 +1157,16 @@ fn check_run(
                 band_sd_tanh: pos("co2.band_sd.tanh", band.tanh)?,
                 gp: c.gp,
                 near_from: c.near_from.unwrap_or(f64::NEG_INFINITY),
+                fit_window: match c.fit_window {
+                    w @ 3.. => w as usize,
+                    w => {
+                        return Err(src.error(
+                            "co2.fit_window",
+                            format!("{w} is too small: give at least 3 consecutive points"),
+                            origin("co2.fit_window"),
+                        ))
+                    }
+                },
             })
         }
         // Another study's section: refused below (reference: not read by this study).

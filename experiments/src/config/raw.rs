@@ -130,6 +130,8 @@ pub struct RawModel {
     pub input_dropout: f64,
     #[serde(default = "default_init")]
     pub init: RawInit,
+    #[serde(default)]
+    pub first_layer_slope: Option<f64>,
 }
 
 fn default_arch() -> RawArch {
@@ -237,6 +239,13 @@ pub struct RawCo2 {
     /// Predictive sd "near the data" is averaged over training inputs with x >= this.
     #[serde(default)]
     pub near_from: Option<f64>,
+    /// Consecutive training points per window of the fit check.
+    #[serde(default = "default_fit_window")]
+    pub fit_window: i64,
+}
+
+fn default_fit_window() -> i64 {
+    12
 }
 
 fn default_small() -> i64 {

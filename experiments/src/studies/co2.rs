@@ -9,11 +9,12 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use mcd_datasets::{co2, DataRoot};
+use mcd_evaluation::fit::{window_fit, WindowFit};
 use mcd_evaluation::regression::{self as reg, Affine};
 use mcd_evaluation::samples::SampleMatrix;
 use mcd_models::gp::{Gp, GpHyper};
 use mcd_models::mc::{mc_samples, standard_predict, to_vec_f32, McConfig};
-use mcd_models::mlp::{Activation, Mlp};
+use mcd_models::mlp::{Activation, Mlp, SpreadFirstLayer};
 use mcd_report::{band_figure, line_figure, BandPanel, Column, Series, Table, Values};
 use tch::{nn, Tensor};
 
@@ -78,6 +79,8 @@ struct Row {
     iterations: f64,
     train_seconds: f64,
     train_rmse: f64,
+    /// Window-by-window fit of the mean to the training data.
+    fit: WindowFit,
     train_ll: f64,
     coverage: f64,
     sd_near: f64,
@@ -119,6 +122,10 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
     let near = |sd: &[f64]| near_mean(&inputs.x_train, &sd[..n_train], co2cfg.near_from);
     let star = nearest(&inputs.x_all, co2cfg.x_star);
     let y: Vec<f32> = inputs.y_train.clone();
+    let judge = |mean: &[f64]| {
+        window_fit(&inputs.x_train, &y, mean, co2cfg.fit_window)
+            .with_context(|| format!("the fit check (co2.fit_window = {})", co2cfg.fit_window))
+    };
     if exp.sweep_keys.is_empty() {
         if let Some(r) = results
             .iter()
@@ -135,6 +142,7 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
                 iterations: r.train.iterations as f64,
                 train_seconds: r.train.seconds,
                 train_rmse: reg::rmse(&r.standard[..n_train], &y)?,
+                fit: judge(&r.standard[..n_train])?,
                 train_ll: f64::NAN,
                 coverage: f64::NAN,
                 sd_near: f64::NAN,
@@ -153,6 +161,7 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
                 iterations: f64::NAN,
                 train_seconds: *secs,
                 train_rmse: reg::rmse(&mean[..n_train], &y)?,
+                fit: judge(&mean[..n_train])?,
                 train_ll: f64::NAN,
                 coverage: reg::coverage(&mean[..n_train], &sd[..n_train], &y, 2.0)?,
                 sd_near: near(sd),
@@ -172,6 +181,7 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
             iterations: r.train.iterations as f64,
             train_seconds: r.train.seconds,
             train_rmse: reg::rmse(&r.mean[..n_train], &y)?,
+            fit: judge(&r.mean[..n_train])?,
             train_ll: r.train_ll,
             coverage: reg::coverage(&r.mean[..n_train], &r.sd[..n_train], &y, 2.0)?,
             sd_near: near(&r.sd),
@@ -189,12 +199,32 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
                 iterations: r.train.iterations as f64,
                 train_seconds: r.train.seconds,
                 train_rmse: reg::rmse(&mean[..n_train], &y)?,
+                fit: judge(&mean[..n_train])?,
                 train_ll: f64::NAN,
                 coverage: reg::coverage(&mean[..n_train], &sd[..n_train], &y, 2.0)?,
                 sd_near: near(sd),
                 sd_star: sd[star],
                 mean_star: mean[star],
             });
+        }
+    }
+    for r in &rows {
+        if !r.fit.flat_stretches.is_empty() {
+            let stretches: Vec<String> = r
+                .fit
+                .flat_stretches
+                .iter()
+                .map(|(a, b)| format!("[{a:.2}, {b:.2}]"))
+                .collect();
+            out.log(&format!(
+                "warning: {}: the mean misses half or more of the data's swing in {} of {} \
+                 windows of {} points, over x in {}",
+                r.model,
+                r.fit.flat_windows,
+                r.fit.windows,
+                r.fit.window,
+                stretches.join(", ")
+            ));
         }
     }
     let table = summary_table(&rows, inputs.x_all[star]);
@@ -291,7 +321,16 @@ fn run_one(
 ) -> Result<Option<RunResult>> {
     let n_train = inputs.x_train.len();
     let x_all_t = column(&inputs.x_all, ctx.device);
-    let spec = run.model.mlp_spec(1, 1);
+    let mut spec = run.model.mlp_spec(1, 1);
+    spec.first_layer = run.model.first_layer_slope.map(|slope| {
+        let (low, high) = inputs
+            .x_train
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), &x| {
+                (lo.min(f64::from(x)), hi.max(f64::from(x)))
+            });
+        SpreadFirstLayer { slope, low, high }
+    });
     let (weight_decay, tau) = run.regularisation.resolve(n_train, run.model.dropout)?;
     let mut trainer = run.trainer.clone();
     trainer.weight_decay = weight_decay;
@@ -455,6 +494,8 @@ fn summary_table(rows: &[Row], x_star: f32) -> Table {
             Column::new("iterations", f(|r| r.iterations)),
             Column::new("train_seconds", f(|r| r.train_seconds)),
             Column::new("train_rmse", f(|r| r.train_rmse)),
+            Column::new("worst_window_rmse", f(|r| r.fit.worst_rmse)),
+            Column::new("flat_windows", f(|r| r.fit.flat_windows as f64)),
             Column::new("train_ll", f(|r| r.train_ll)),
             Column::new("coverage_2sd", f(|r| r.coverage)),
             Column::new("sd_near_data", f(|r| r.sd_near)),

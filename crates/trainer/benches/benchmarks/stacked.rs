@@ -25,6 +25,7 @@ fn spec() -> MlpSpec {
         dropout: 0.0,
         input_dropout: 0.0,
         init: InitScheme::GlorotUniform,
+        first_layer: None,
     }
 }
 
