@@ -1,5 +1,6 @@
 //! Trained weights cached under a key derived from everything that determines them (resolved
-//! model and trainer settings, seed, data), so re-drawing or re-evaluating never retrains.
+//! model and trainer settings, seed, data: a [`Key`]), so re-drawing or re-evaluating never
+//! retrains.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -43,6 +44,61 @@ fn summary_digest(summary: &TrainSummary) -> String {
 #[derive(Debug, Clone)]
 pub struct WeightCache {
     dir: PathBuf,
+}
+
+/// Version of what a key's entry means. Bump it when code changes what the same settings give
+/// (other weights, another split result), so that old entries are no longer found. (Before keys
+/// were structs, versions sat in each study's key string: co2 v3, mnist v2, uci protocol v2.)
+pub const SCHEMA: u32 = 1;
+
+/// Everything that determines a cache entry (trained weights, a UCI split's result), serialised
+/// as JSON and hashed: a setting added to a spec enters the key by itself, and the `schema`
+/// version is one constant ([`SCHEMA`]).
+#[derive(Debug, Serialize)]
+pub struct Key<'a, M: Serialize, T: Serialize> {
+    pub schema: u32,
+    /// The study (`co2`, `mnist_rotated`, `uci`).
+    pub study: crate::config::StudyKind,
+    /// The network's spec.
+    pub model: &'a M,
+    /// The complete training settings.
+    pub train: &'a T,
+    pub seed: u64,
+    pub data: &'a DataFingerprint,
+}
+
+impl<M: Serialize, T: Serialize> Key<'_, M, T> {
+    /// Hex key: the first 16 bytes of the sha256 of the key's JSON.
+    pub fn hash(&self) -> Result<String> {
+        let json = serde_json::to_string(self).context("serialising a cache key")?;
+        Ok(key_of(&json))
+    }
+}
+
+/// What a cache entry was computed from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataFingerprint {
+    /// sha256 (hex) over the training inputs' and targets' values (f32, little-endian).
+    Values(String),
+    /// The first `rows` rows of vendored files, by their manifest sha256s.
+    Files { sha256: Vec<String>, rows: usize },
+    /// A data set by name (an own table's name carries its fingerprint).
+    Named(String),
+}
+
+impl DataFingerprint {
+    /// [`DataFingerprint::Values`] of inputs `x` and targets `y`.
+    pub fn of_values(x: &[f32], y: &[f32]) -> Self {
+        let mut h = Sha256::new();
+        for v in [x, y] {
+            h.update((v.len() as u64).to_le_bytes());
+            for f in v {
+                h.update(f.to_le_bytes());
+            }
+        }
+        DataFingerprint::Values(hex(&h.finalize()))
+    }
 }
 
 /// Hex key (first 16 bytes of sha256) of a description.
@@ -174,4 +230,58 @@ pub fn load_or_train(
     let summary = TrainSummary::from(train(vs)?);
     cache.store(key, vs, &summary)?;
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StudyKind;
+
+    #[test]
+    fn a_key_is_its_settings_json_hashed() {
+        #[derive(Serialize)]
+        struct Spec {
+            width: usize,
+            p: f64,
+        }
+        let data = DataFingerprint::of_values(&[1.0, 2.0], &[3.0, 4.0]);
+        let key = |width, p, seed| {
+            Key {
+                schema: SCHEMA,
+                study: StudyKind::Co2,
+                model: &Spec { width, p },
+                train: &"adam",
+                seed,
+                data: &data,
+            }
+            .hash()
+            .unwrap()
+        };
+        let base = key(8, 0.1, 0);
+        assert_eq!(base.len(), 32);
+        assert_eq!(base, key(8, 0.1, 0));
+        for other in [key(9, 0.1, 0), key(8, 0.2, 0), key(8, 0.1, 1)] {
+            assert_ne!(base, other);
+        }
+        let json = serde_json::to_string(&Key {
+            schema: SCHEMA,
+            study: StudyKind::MnistRotated,
+            model: &Spec { width: 1, p: 0.5 },
+            train: &1,
+            seed: 2,
+            data: &DataFingerprint::Named("x".into()),
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            format!(
+                r#"{{"schema":{SCHEMA},"study":"mnist_rotated","model":{{"width":1,"p":0.5}},"train":1,"seed":2,"data":{{"named":"x"}}}}"#
+            )
+        );
+        // The data's values, not only their number, tell entries apart.
+        assert_ne!(
+            DataFingerprint::of_values(&[1.0], &[2.0]),
+            DataFingerprint::of_values(&[1.0], &[2.5])
+        );
+    }
 }

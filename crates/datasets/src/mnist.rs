@@ -60,9 +60,20 @@ pub fn fashion_mnist_test(root: &DataRoot) -> Result<ImageSet> {
     load_pair(root, "fashion-mnist", Split::Test)
 }
 
+/// The MNIST files of `split` (images, labels), relative to the data folder.
+pub fn files(split: Split) -> (String, String) {
+    pair_files("mnist", split)
+}
+
+fn pair_files(dir: &str, split: Split) -> (String, String) {
+    (
+        format!("{dir}/{}-images-idx3-ubyte.gz", split.prefix()),
+        format!("{dir}/{}-labels-idx1-ubyte.gz", split.prefix()),
+    )
+}
+
 fn load_pair(root: &DataRoot, dir: &str, split: Split) -> Result<ImageSet> {
-    let images_rel = format!("{dir}/{}-images-idx3-ubyte.gz", split.prefix());
-    let labels_rel = format!("{dir}/{}-labels-idx1-ubyte.gz", split.prefix());
+    let (images_rel, labels_rel) = pair_files(dir, split);
     let images_path = root.path(&images_rel);
     let labels_path = root.path(&labels_rel);
     let images = idx::parse_images(&root.read(&images_rel)?, &images_path)?;

@@ -62,6 +62,12 @@ impl DataRoot {
         self.dir.join(normalise(rel))
     }
 
+    /// The manifest's sha256 (lowercase hex) of `rel`, if it lists the file. Every read is
+    /// checked against it, so it fingerprints what a read returns.
+    pub fn sha256(&self, rel: &str) -> Option<&str> {
+        self.sums.get(normalise(rel)).map(String::as_str)
+    }
+
     /// Whether the manifest lists `rel`.
     pub fn contains(&self, rel: &str) -> bool {
         self.sums.contains_key(normalise(rel))

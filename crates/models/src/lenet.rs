@@ -10,7 +10,7 @@ use crate::rng::{uniform_tensor, SeededRng};
 use crate::McModel;
 
 /// Where dropout sits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum LeNetDropout {
     /// Only after the FC 500 + ReLU layer (the paper's "LeNet").
     Fc,
@@ -19,7 +19,7 @@ pub enum LeNetDropout {
 }
 
 /// Shape and regularisation of a [`LeNet`].
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct LeNetSpec {
     /// Input images are [N, 1, side, side].
     pub side: usize,

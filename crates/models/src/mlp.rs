@@ -14,7 +14,7 @@ use crate::rng::{uniform_tensor, SeededRng};
 use crate::McModel;
 
 /// Hidden-layer non-linearity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum Activation {
     Relu,
     Tanh,
@@ -69,7 +69,7 @@ impl FromStr for Activation {
 }
 
 /// Weight initialisation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum InitScheme {
     /// Caffe's "xavier": W ~ U[-sqrt(3/fan_in), sqrt(3/fan_in)], biases 0 (the paper's nets).
     CaffeXavier,
@@ -101,7 +101,7 @@ impl FromStr for InitScheme {
 }
 
 /// Shape and regularisation of an [`Mlp`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct MlpSpec {
     pub input_dim: usize,
     pub hidden: Vec<usize>,
@@ -125,7 +125,7 @@ pub struct MlpSpec {
 /// and give TanH units gentle slopes. A series that swings many times over the range (the CO2
 /// wave: 23 periods) then takes many steps to fit, and the TanH mean stays flat over stretches.
 /// Steep units spread over the range start with features at the wave's scale.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct SpreadFirstLayer {
     /// Typical |w| (the slopes are this times U(0.5, 1.5)).
     pub slope: f64,

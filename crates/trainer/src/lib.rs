@@ -18,7 +18,7 @@ use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Kind, Tensor};
 
 /// Optimiser family.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub enum Optimizer {
     /// SGD with (heavy-ball) momentum.
     Sgd { momentum: f64 },
@@ -27,7 +27,7 @@ pub enum Optimizer {
 }
 
 /// Learning-rate schedule, evaluated at iteration `it` (0-based).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub enum LrSchedule {
     Constant,
     /// Caffe "inv": base_lr * (1 + gamma * it)^(-power).
@@ -57,7 +57,7 @@ impl LrSchedule {
 }
 
 /// Everything a training run needs besides the model and data.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TrainSpec {
     pub iterations: usize,
     /// None: full batch.

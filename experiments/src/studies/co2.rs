@@ -19,8 +19,8 @@ use mcd_report::{band_figure, line_figure, BandPanel, Column, Series, Table, Val
 use tch::{nn, Tensor};
 
 use super::runs_unless_task;
-use crate::cache::{key_of, load_or_train, TrainSummary, WeightCache};
-use crate::config::{Co2Config, DataSource, Experiment, RunConfig};
+use crate::cache::{load_or_train, DataFingerprint, Key, TrainSummary, WeightCache, SCHEMA};
+use crate::config::{Co2Config, DataSource, Experiment, RunConfig, StudyKind};
 use crate::output::OutputDir;
 use crate::{Context, Mode};
 
@@ -34,9 +34,6 @@ struct Co2Inputs {
     y_train: Vec<f32>,
     /// Training inputs followed by the extrapolation inputs.
     x_all: Vec<f32>,
-    /// What tells an own table's weights apart in the cache (empty for the vendored series,
-    /// whose keys are as they always were).
-    cache_tag: String,
 }
 
 /// Extrapolation inputs drawn for an own table: from its smallest x to x* (or its largest x).
@@ -268,7 +265,6 @@ impl Co2Inputs {
             x_train,
             y_train,
             x_all,
-            cache_tag: String::new(),
         })
     }
 
@@ -303,7 +299,6 @@ impl Co2Inputs {
                 .map(|i| (lo + (hi - lo) * i as f64 / (TABLE_GRID_POINTS - 1) as f64) as f32),
         );
         Ok(Self {
-            cache_tag: format!("table {} {} {:?}", t.sha256, t.target, t.features),
             x_train,
             y_train,
             x_all,
@@ -336,12 +331,15 @@ fn run_one(
     trainer.weight_decay = weight_decay;
     let mut vs = nn::VarStore::new(ctx.device);
     let model = Mlp::new(&vs.root(), &spec, run.seed);
-    // v2: Adam became mcd_trainer's fused update; v3: layers of 512 x 512 weights or more, on
-    // batches of 256 rows or more, through oneDNN (same maths, other rounding).
-    let key = key_of(&format!(
-        "co2-v3|{spec:?}|{trainer:?}|{}|{:?}{}",
-        run.seed, inputs.y_train, inputs.cache_tag
-    ));
+    let key = Key {
+        schema: SCHEMA,
+        study: StudyKind::Co2,
+        model: &spec,
+        train: &trainer,
+        seed: run.seed,
+        data: &DataFingerprint::of_values(&inputs.x_train, &inputs.y_train),
+    }
+    .hash()?;
     let train = load_or_train(cache, &key, &mut vs, ctx, out, &run.name, |vs| {
         let mut sink = ctx.display.sink(&run.name);
         mcd_trainer::train_regression(

@@ -23,8 +23,8 @@ use mcd_report::{
 use tch::{nn, Kind, Tensor};
 
 use super::runs_unless_task;
-use crate::cache::{key_of, load_or_train, TrainSummary, WeightCache};
-use crate::config::{Arch, DataSource, Experiment, MnistConfig, RunConfig};
+use crate::cache::{load_or_train, DataFingerprint, Key, TrainSummary, WeightCache, SCHEMA};
+use crate::config::{Arch, DataSource, Experiment, MnistConfig, RunConfig, StudyKind};
 use crate::output::OutputDir;
 use crate::{Context, Mode};
 
@@ -137,11 +137,27 @@ fn run_one(
     }
     let mut vs = nn::VarStore::new(device);
     let net = LeNet::new(&vs.root(), &spec, run.seed);
-    // v2: conv2 runs in channels-last memory (same maths, other rounding).
-    let key = key_of(&format!(
-        "mnist-v2|{spec:?}|{trainer:?}|{}|{n_train}",
-        run.seed
-    ));
+    let (images, labels) = mnist::files(Split::Train);
+    let data = DataFingerprint::Files {
+        sha256: [images, labels]
+            .iter()
+            .map(|rel| {
+                root.sha256(rel)
+                    .map(str::to_string)
+                    .with_context(|| format!("{rel} is not in the data folder's manifest"))
+            })
+            .collect::<Result<_>>()?,
+        rows: n_train,
+    };
+    let key = Key {
+        schema: SCHEMA,
+        study: StudyKind::MnistRotated,
+        model: &spec,
+        train: &trainer,
+        seed: run.seed,
+        data: &data,
+    }
+    .hash()?;
     let monitor = cfg.monitor_images.min(test.len()) as i64;
     let (mx, my) = (
         test.images.narrow(0, 0, monitor).to_device(device),

@@ -30,18 +30,20 @@ use mcd_trainer::Optimizer;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use crate::cache::key_of;
-use crate::config::{Experiment, Regularisation, RunConfig, UciConfig, UciSets, OWN_TABLE_HIDDEN};
+use crate::cache::{DataFingerprint, Key, SCHEMA};
+use crate::config::{
+    Experiment, Regularisation, RunConfig, StudyKind, UciConfig, UciSets, OWN_TABLE_HIDDEN,
+};
 use crate::output::OutputDir;
 use crate::{Context, Mode};
 
-/// Bumped whenever the protocol's code changes what a split result means.
-const PROTOCOL_VERSION: u32 = 2;
 const PUBLISHED: &str = include_str!("../../data/uci_published.csv");
 
-/// Everything that fixes one data set's per-split results.
-#[derive(Debug, Clone)]
+/// Everything that fixes one data set's per-split results (with the data set: its resume key,
+/// [`Protocol::key`]; the spec and seed enter the key as its model and seed).
+#[derive(Debug, Clone, Serialize)]
 struct Protocol {
+    #[serde(skip)]
     spec: MlpSpec,
     epochs: usize,
     batch_size: usize,
@@ -55,6 +57,7 @@ struct Protocol {
     validation_samples: usize,
     test_samples: usize,
     budget_bytes: usize,
+    #[serde(skip)]
     seed: u64,
 }
 
@@ -67,8 +70,19 @@ impl Protocol {
     }
 
     /// Key of the resume folder: every setting above, the data set and the code version.
-    fn key(&self, name: &SetName) -> String {
-        key_of(&format!("uci v{PROTOCOL_VERSION} {name} {self:?}"))
+    fn key(&self, name: &SetName) -> Result<String> {
+        Key {
+            schema: SCHEMA,
+            study: StudyKind::Uci,
+            model: &self.spec,
+            train: self,
+            seed: self.seed,
+            data: &DataFingerprint::Named(match name {
+                SetName::Uci(n) => n.to_string(),
+                SetName::Own { label, fingerprint } => format!("{label} {fingerprint}"),
+            }),
+        }
+        .hash()
     }
 
     /// The authors' weight decay `l^2 (1 - p) / (2 N tau)` (see `mcd_trainer` for why it
@@ -361,7 +375,7 @@ fn run_dataset(
     let dir = ctx
         .cache_dir
         .join("uci")
-        .join(proto.key(&ds.name))
+        .join(proto.key(&ds.name)?)
         .join(ds.name.dir_name());
     let mut done = BTreeMap::new();
     let mut todo = Vec::new();
