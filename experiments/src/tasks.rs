@@ -19,7 +19,7 @@ use anyhow::{bail, Context as _, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Experiment, StudyKind};
+use crate::config::Experiment;
 use crate::output::OutputDir;
 use crate::studies::{self, uci};
 use crate::{Context, Mode};
@@ -43,18 +43,7 @@ impl Task {
 
 /// The tasks of an experiment, in a fixed order (indices are stable for one config).
 pub fn plan(exp: &Experiment) -> Result<Vec<Task>> {
-    Ok(match exp.study {
-        StudyKind::Co2 | StudyKind::MnistRotated => exp
-            .runs
-            .iter()
-            .enumerate()
-            .map(|(index, r)| Task::Run {
-                index,
-                label: format!("train run `{}`", r.name),
-            })
-            .collect(),
-        StudyKind::Uci => uci::units(exp)?.into_iter().map(Task::Uci).collect(),
-    })
+    studies::study(exp.study).tasks(exp)
 }
 
 /// sha256 of the study and every run's resolved document: what a task's output depends on.
@@ -213,30 +202,18 @@ pub fn run_task(exp: &Experiment, ctx: &Context, root: &Path, index: usize) -> R
         exp.source.display(),
         task.label()
     ));
-    let result = match task {
-        Task::Run { index: r, .. } => {
-            let one = Experiment {
-                runs: vec![exp.runs[*r].clone()],
-                ..exp.clone()
+    let result = studies::study(exp.study)
+        .run_task(exp, task, &ctx, &out)
+        .and_then(|()| {
+            let done = Done {
+                index,
+                config_hash: hash.clone(),
+                task: task.label().to_string(),
+                seconds: started.elapsed().as_secs_f64(),
             };
-            match exp.study {
-                StudyKind::Co2 => studies::co2::run(&one, &ctx, &out),
-                StudyKind::MnistRotated => studies::mnist::run(&one, &ctx, &out),
-                StudyKind::Uci => bail!("internal: uci tasks are units"),
-            }
-        }
-        Task::Uci(unit) => uci::run_unit(exp, unit, &ctx, &out),
-    }
-    .and_then(|()| {
-        let done = Done {
-            index,
-            config_hash: hash.clone(),
-            task: task.label().to_string(),
-            seconds: started.elapsed().as_secs_f64(),
-        };
-        out.write("done.json", &serde_json::to_string_pretty(&done)?)?;
-        Ok(())
-    });
+            out.write("done.json", &serde_json::to_string_pretty(&done)?)?;
+            Ok(())
+        });
     match result {
         Ok(()) => Ok(TaskOutcome::Done(out.commit()?)),
         Err(e) => {

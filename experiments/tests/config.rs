@@ -2,7 +2,9 @@
 
 mod common;
 
-use mcd_experiments::config::{self, parse_override, ConfigError, Regularisation};
+use mcd_experiments::config::{
+    self, parse_override, ConfigError, Regularisation, StudyConfig, TrainLength, UciConfig,
+};
 use mcd_models::mlp::Activation;
 
 use common::load_text;
@@ -242,11 +244,21 @@ fn study_and_architecture_must_match() {
     let text = common::tiny_mnist_config().replace("angles: [0, 30, 60, 90]", "angles: []");
     assert_eq!(err(&text, &[]).key, "mnist.angles");
     let exp = load_text(&common::tiny_mnist_config(), &[]).unwrap();
-    assert_eq!(exp.runs[0].epochs, Some(1));
+    assert!(matches!(
+        &exp.runs[0].study,
+        StudyConfig::MnistRotated(m) if m.length == TrainLength::Epochs(1)
+    ));
     assert!(matches!(
         exp.runs[0].regularisation,
         Regularisation::DecayOnly { .. }
     ));
+}
+
+fn uci_section(run: &config::RunConfig) -> &UciConfig {
+    match &run.study {
+        StudyConfig::Uci(c) => c,
+        other => panic!("a {:?} run", other.kind()),
+    }
 }
 
 /// `configs/uci_quick.yaml` with the repository's data folder.
@@ -264,7 +276,7 @@ fn uci_text() -> String {
 #[test]
 fn uci_config_resolves_and_rejects_what_the_protocol_fixes() {
     let exp = load_text(&uci_text(), &[]).unwrap();
-    let uci = exp.runs[0].uci.as_ref().unwrap();
+    let uci = uci_section(&exp.runs[0]);
     assert_eq!(uci.splits, Some(3));
     assert_eq!(uci.vendored_datasets().len(), 2);
     assert!(
@@ -299,10 +311,7 @@ fn uci_config_resolves_and_rejects_what_the_protocol_fixes() {
         "length_scale",
     );
     let all = load_text(&uci_text(), &["uci.datasets=all"]).unwrap();
-    assert_eq!(
-        all.runs[0].uci.as_ref().unwrap().vendored_datasets().len(),
-        10
-    );
+    assert_eq!(uci_section(&all.runs[0]).vendored_datasets().len(), 10);
 }
 
 #[test]
@@ -322,7 +331,7 @@ fn co2_refuses_epochs_instead_of_training_nothing() {
 fn first_layer_slope_and_fit_window_are_checked_and_uci_refuses_the_slope() {
     let ok = load_text(&common::tiny_config(), &["model.first_layer_slope=20"]).unwrap();
     assert_eq!(ok.runs[0].model.first_layer_slope, Some(20.0));
-    assert_eq!(ok.runs[0].co2.unwrap().fit_window, 12);
+    assert!(matches!(&ok.runs[0].study, StudyConfig::Co2(c) if c.fit_window == 12));
     for bad in ["0", "-3", ".nan"] {
         let e = err(
             &common::tiny_config(),

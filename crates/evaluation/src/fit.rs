@@ -61,14 +61,14 @@ pub fn window_fit(
     let windows = xs.len() - window + 1;
     let mut worst = (f64::NEG_INFINITY, 0usize);
     let mut flat = vec![false; windows];
-    for start in 0..windows {
+    for (start, is_flat) in flat.iter_mut().enumerate() {
         let range = start..start + window;
         let resid = rms(range.clone().map(|i| ys[i] - ms[i]));
         let swing = detrended_rms(&xs[range.clone()], &ys[range]);
         if resid > worst.0 {
             worst = (resid, start);
         }
-        flat[start] = swing > 0.0 && resid >= FLAT_RATIO * swing;
+        *is_flat = swing > 0.0 && resid >= FLAT_RATIO * swing;
     }
     let mut flat_stretches = Vec::new();
     let mut start = 0;

@@ -8,21 +8,26 @@
 // A config error is built once per process, on the way out: its size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod co2;
 mod locate;
+pub mod mnist;
 pub mod raw;
 pub mod reference;
+pub mod uci;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::yaml::{Mapping, Value};
-use mcd_datasets::uci::UciName;
 use mcd_models::lenet::LeNetDropout;
 use mcd_models::mlp::{Activation, InitScheme, MlpSpec};
 use mcd_trainer::{LrSchedule, Optimizer, TrainSpec};
 
+pub use co2::Co2Config;
+pub use mnist::MnistConfig;
 pub use raw::StudyKind;
 use raw::{RawBatch, RawRun, RawSchedule, RawVariant};
+pub use uci::{UciConfig, UciSets, MAX_SPLITS, OWN_TABLE_DROPOUT_RATES, OWN_TABLE_HIDDEN};
 
 /// One config error: where (file, line, column), which key, what was wrong and what is allowed.
 #[derive(Debug, Clone, PartialEq)]
@@ -183,90 +188,6 @@ pub struct PredictConfig {
     pub memory_budget_bytes: usize,
 }
 
-/// CO2 study settings.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Co2Config {
-    /// T, the MC passes per input (`predict.samples`).
-    pub samples: usize,
-    pub x_star: f64,
-    pub small_samples: usize,
-    pub band_sd_relu: f64,
-    pub band_sd_tanh: f64,
-    pub gp: bool,
-    pub near_from: f64,
-    /// Consecutive training points per window of the fit check (>= 3).
-    pub fit_window: usize,
-}
-
-/// Rotated-MNIST study settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MnistConfig {
-    pub digit_index: usize,
-    pub angles: Vec<f64>,
-    pub rotation_samples: usize,
-    pub test_samples: usize,
-    pub ood: bool,
-    pub train_limit: Option<usize>,
-    pub test_limit: Option<usize>,
-    pub monitor_images: usize,
-}
-
-/// UCI benchmark settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UciConfig {
-    /// Which data sets, and their training length.
-    pub sets: UciSets,
-    /// Only the first K splits of each data set.
-    pub splits: Option<usize>,
-    /// MC passes for each grid point's validation log-likelihood.
-    pub validation_samples: usize,
-    /// MC passes for the test metrics (`predict.samples`).
-    pub test_samples: usize,
-    /// Overrides each data set's dropout_rates.txt.
-    pub dropout_rates: Option<Vec<f64>>,
-    /// Overrides each data set's tau_values.txt (original target units).
-    pub tau_values: Option<Vec<f64>>,
-    /// Splits per stacked model.
-    pub splits_per_stack: usize,
-}
-
-/// The data sets of a uci run.
-#[derive(Debug, Clone, PartialEq)]
-pub enum UciSets {
-    /// Vendored sets in the order given (`all`: the paper's table order, Year Prediction MSD
-    /// included); epochs = n_epochs.txt x `epoch_multiplier` (rounded, at least 1).
-    Vendored {
-        dir: PathBuf,
-        datasets: Vec<UciName>,
-        epoch_multiplier: f64,
-    },
-    /// The table of `data.csv`, cut by `split`, trained for `epochs`.
-    Own {
-        table: TableSource,
-        split: mcd_datasets::SplitRule,
-        epochs: usize,
-    },
-}
-
-impl UciConfig {
-    /// The vendored data sets named (none for an own table).
-    pub fn vendored_datasets(&self) -> &[UciName] {
-        match &self.sets {
-            UciSets::Vendored { datasets, .. } => datasets,
-            UciSets::Own { .. } => &[],
-        }
-    }
-}
-
-/// Hidden width of an own table's net when `model.hidden` is not given (the authors' 50).
-pub const OWN_TABLE_HIDDEN: usize = 50;
-
-/// Most random splits of an own table (each is a training of the whole grid).
-pub const MAX_SPLITS: usize = 1000;
-
-/// The authors' dropout-rate grid, the default for an own table.
-pub const OWN_TABLE_DROPOUT_RATES: [f64; 4] = [0.005, 0.01, 0.05, 0.1];
-
 /// Where a run's data come from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DataSource {
@@ -293,17 +214,125 @@ pub struct RunConfig {
     pub seed: u64,
     pub data: DataSource,
     pub model: ModelConfig,
-    /// Training settings; `weight_decay` is filled in by the study from [`Regularisation`].
-    pub trainer: TrainSpec,
+    /// The training settings every study shares; the length and the weight decay come with
+    /// the data ([`RunConfig::train_spec`]).
+    pub trainer: TrainSettings,
     pub regularisation: Regularisation,
     pub predict: PredictConfig,
-    pub co2: Option<Co2Config>,
-    pub mnist: Option<MnistConfig>,
-    pub uci: Option<UciConfig>,
-    /// Training length in epochs, when given so; the study then sets `trainer.iterations`.
-    pub epochs: Option<usize>,
+    /// The study and its own section, validated by the study ([`crate::studies::Study`]).
+    pub study: StudyConfig,
     /// The resolved document, saved next to the results.
     pub resolved: Value,
+}
+
+impl RunConfig {
+    /// The complete training spec for `n` training rows, and tau: the one place where the
+    /// length (steps, or epochs of mini-batches) and the weight decay ([`Regularisation`], with
+    /// the model's drop rate) are resolved against the data.
+    pub fn train_spec(
+        &self,
+        length: TrainLength,
+        n: usize,
+    ) -> Result<(TrainSpec, f64), mcd_evaluation::EvalError> {
+        let (weight_decay, tau) = self.regularisation.resolve(n, self.model.dropout)?;
+        let t = &self.trainer;
+        let spec = TrainSpec {
+            iterations: length.iterations(n, t.batch_size),
+            batch_size: t.batch_size,
+            lr: t.lr,
+            schedule: t.schedule,
+            optimizer: t.optimizer,
+            weight_decay,
+            seed: t.seed,
+            log_every: t.log_every,
+        };
+        Ok((spec, tau))
+    }
+}
+
+/// A study's validated section: which study a run drives, with its settings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StudyConfig {
+    Co2(Co2Config),
+    MnistRotated(MnistConfig),
+    Uci(UciConfig),
+}
+
+impl StudyConfig {
+    /// Which study.
+    pub fn kind(&self) -> StudyKind {
+        match self {
+            StudyConfig::Co2(_) => StudyKind::Co2,
+            StudyConfig::MnistRotated(_) => StudyKind::MnistRotated,
+            StudyConfig::Uci(_) => StudyKind::Uci,
+        }
+    }
+}
+
+/// The `trainer:` settings that do not depend on the data (all of [`TrainSpec`] but the length
+/// and the weight decay).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainSettings {
+    /// None: full batch.
+    pub batch_size: Option<usize>,
+    pub lr: f64,
+    pub schedule: LrSchedule,
+    pub optimizer: Optimizer,
+    /// Seeds mini-batch shuffling (the run seed).
+    pub seed: u64,
+    pub log_every: usize,
+}
+
+/// How long to train: optimiser steps, or epochs, which become steps once the data size is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrainLength {
+    Iterations(usize),
+    Epochs(usize),
+}
+
+impl TrainLength {
+    /// Optimiser steps for `n` training rows in batches of `batch` (None: full batch): an epoch
+    /// is ceil(n / batch) steps.
+    pub fn iterations(self, n: usize, batch: Option<usize>) -> usize {
+        match self {
+            TrainLength::Iterations(i) => i,
+            TrainLength::Epochs(e) => e * batch.map_or(1, |b| n.div_ceil(b.min(n))),
+        }
+    }
+}
+
+/// What a study fixes about the common `model` and `precision` sections; validation applies it
+/// (the study's own section and the rest are the study's `check`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rules {
+    /// The network family the study builds.
+    pub arch: raw::RawArch,
+    /// `model.hidden` may be absent (the study has a default width).
+    pub default_hidden: bool,
+    /// The study searches the drop rate itself: `model.dropout` is refused with this message.
+    pub searched_dropout: Option<&'static str>,
+    /// The study sets the input drop rate itself: `model.input_dropout` is refused with this.
+    pub fixed_input_dropout: Option<&'static str>,
+    /// Which forms of `trainer.weight_decay` / `precision` it takes.
+    pub regularisation: RegularisationRule,
+}
+
+/// The forms of regularisation a study takes (see [`Regularisation`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegularisationRule {
+    /// Two of weight decay, tau and length-scale.
+    Regression,
+    /// Also a weight decay alone (no observation noise).
+    Classification,
+    /// A length-scale, tau grid-searched or fixed; no weight decay.
+    TauGrid,
+}
+
+/// What a study's `check` gets to build its section's errors: the file and where each value
+/// came from.
+pub struct Checker<'a> {
+    src: &'a Source<'a>,
+    origin: &'a dyn Fn(&str) -> Option<String>,
 }
 
 /// Parses `--set key.path=value`.
@@ -615,8 +644,20 @@ pub fn load_str(
             None,
         ));
     }
-    let study: StudyKind = crate::yaml::from_value(first.resolved["study"].clone())
-        .map_err(|e| src.error("study", e.to_string(), None))?;
+    let study = first.study.kind();
+    if let Some(other) = runs.iter().find(|r| r.study.kind() != study) {
+        return Err(src.error(
+            "study",
+            format!(
+                "run `{}` is a {} study, run `{}` a {} study: one file drives one study",
+                first.name,
+                reference::study_name(study),
+                other.name,
+                reference::study_name(other.study.kind())
+            ),
+            None,
+        ));
+    }
     Ok(Experiment {
         name,
         study,
@@ -792,16 +833,18 @@ fn check_run(
     resolved: Value,
     origin: &dyn Fn(&str) -> Option<String>,
 ) -> Result<RunConfig, ConfigError> {
+    let study = crate::studies::study(raw.study);
+    let rules = study.rules();
+    let study_name = reference::study_name(raw.study);
     let m = &raw.model;
-    let wants = match raw.study {
-        StudyKind::Co2 => raw::RawArch::Mlp,
-        StudyKind::MnistRotated => raw::RawArch::Lenet,
-        StudyKind::Uci => raw::RawArch::Mlp,
-    };
-    if m.arch != wants {
+    if m.arch != rules.arch {
         return Err(src.error(
             "model.arch",
-            format!("the {:?} study needs model.arch: {:?}", raw.study, wants).to_lowercase(),
+            format!(
+                "the {:?} study needs model.arch: {:?}",
+                raw.study, rules.arch
+            )
+            .to_lowercase(),
             origin("model.arch"),
         ));
     }
@@ -826,7 +869,7 @@ fn check_run(
         ));
     }
     let hidden_raw: &[i64] = m.hidden.as_deref().unwrap_or(&[]);
-    if m.arch == raw::RawArch::Mlp && hidden_raw.is_empty() && raw.study != StudyKind::Uci {
+    if m.arch == raw::RawArch::Mlp && hidden_raw.is_empty() && !rules.default_hidden {
         return Err(src.error(
             "model.hidden",
             "at least one hidden layer is needed",
@@ -851,39 +894,29 @@ fn check_run(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let uci_study = raw.study == StudyKind::Uci;
-    let dropout =
-        match (m.dropout, uci_study) {
-            (Some(_), true) => return Err(src.error(
+    let dropout = match (m.dropout, rules.searched_dropout) {
+        (Some(_), Some(why)) => {
+            return Err(src.error("model.dropout", why, origin("model.dropout")))
+        }
+        (None, Some(_)) => 0.0,
+        (None, None) => {
+            return Err(src.error(
                 "model.dropout",
-                "the uci study grid-searches the drop rate: set uci.dropout_rates (default: each \
-                 data set's dropout_rates.txt) instead",
-                origin("model.dropout"),
-            )),
-            (None, true) => 0.0,
-            (None, false) => {
-                return Err(src.error(
-                    "model.dropout",
-                    "missing: the drop probability in [0, 1)",
-                    origin("model"),
-                ))
-            }
-            (Some(p), false) => finite_in(
-                src,
-                "model.dropout",
-                p,
-                (0.0..1.0).contains(&p),
-                "a drop probability in [0, 1)",
-                origin,
-            )?,
-        };
-    if uci_study && m.input_dropout != 0.0 {
-        return Err(src.error(
-            "model.input_dropout",
-            "the uci study drops inputs with the same rate as the hidden layer (the authors' \
-             protocol); remove this key",
-            origin("model.input_dropout"),
-        ));
+                "missing: the drop probability in [0, 1)",
+                origin("model"),
+            ))
+        }
+        (Some(p), None) => finite_in(
+            src,
+            "model.dropout",
+            p,
+            (0.0..1.0).contains(&p),
+            "a drop probability in [0, 1)",
+            origin,
+        )?,
+    };
+    if let (Some(why), true) = (rules.fixed_input_dropout, m.input_dropout != 0.0) {
+        return Err(src.error("model.input_dropout", why, origin("model.input_dropout")));
     }
     let input_dropout = finite_in(
         src,
@@ -928,40 +961,6 @@ fn check_run(
     };
 
     let t = &raw.trainer;
-    let (iterations, epochs) = match (t.iterations, t.epochs) {
-        (None, None) if uci_study => (0, None),
-        (i, e) if uci_study => {
-            let key = if i.is_some() {
-                "trainer.iterations"
-            } else {
-                "trainer.epochs"
-            };
-            let _ = e;
-            return Err(src.error(
-                key,
-                "the uci study trains each data set for its n_epochs.txt x uci.epoch_multiplier \
-                 epochs; remove this key",
-                origin(key),
-            ));
-        }
-        (Some(i), None) => (positive(src, "trainer.iterations", i, origin)?, None),
-        (None, Some(_)) if raw.study == StudyKind::Co2 => {
-            return Err(src.error(
-                "trainer.epochs",
-                "the co2 study counts its training in steps: give trainer.iterations instead \
-                 of trainer.epochs",
-                origin("trainer.epochs"),
-            ))
-        }
-        (None, Some(e)) => (0, Some(positive(src, "trainer.epochs", e, origin)?)),
-        _ => {
-            return Err(src.error(
-                "trainer.iterations",
-                "give exactly one of trainer.iterations and trainer.epochs",
-                origin("trainer"),
-            ))
-        }
-    };
     let batch_size = match &t.batch_size {
         None => None,
         Some(RawBatch::Word(w)) if w == "full" => None,
@@ -1053,37 +1052,34 @@ fn check_run(
         },
     };
     let log_every = positive(src, "trainer.log_every", t.log_every.unwrap_or(100), origin)?;
-    if uci_study && !matches!(optimizer, Optimizer::Adam { .. }) {
-        return Err(src.error(
-            "trainer.optimizer",
-            "the uci study trains with adam (the authors' protocol and the stacked trainer)",
-            origin("trainer.optimizer"),
-        ));
-    }
-    if uci_study && schedule != LrSchedule::Constant {
-        return Err(src.error(
-            "trainer.schedule",
-            "the uci study uses a constant learning rate",
-            origin("trainer.schedule"),
-        ));
-    }
+    let trainer = TrainSettings {
+        batch_size,
+        lr,
+        schedule,
+        optimizer,
+        seed: raw.seed,
+        log_every,
+    };
 
     let p = &raw.precision;
     let nonneg = |key: &str, v: f64| finite_in(src, key, v, v >= 0.0, "a value >= 0", origin);
     let pos = |key: &str, v: f64| finite_in(src, key, v, v > 0.0, "a value > 0", origin);
+    let form = rules.regularisation;
     let regularisation = match (t.weight_decay, p.tau, p.length_scale) {
-        (Some(_), _, _) if uci_study => {
+        (Some(_), _, _) if form == RegularisationRule::TauGrid => {
             return Err(src.error(
                 "trainer.weight_decay",
-                "the uci study derives weight decay from precision.length_scale, p and tau; \
-                 remove this key",
+                format!(
+                    "the {study_name} study derives weight decay from precision.length_scale, p \
+                     and tau; remove this key"
+                ),
                 origin("trainer.weight_decay"),
             ))
         }
-        (None, None, Some(l)) if uci_study => Regularisation::TauGrid {
+        (None, None, Some(l)) if form == RegularisationRule::TauGrid => Regularisation::TauGrid {
             length_scale: pos("precision.length_scale", l)?,
         },
-        (Some(wd), None, None) if raw.study == StudyKind::MnistRotated => {
+        (Some(wd), None, None) if form == RegularisationRule::Classification => {
             Regularisation::DecayOnly { weight_decay: nonneg("trainer.weight_decay", wd)? }
         }
         (Some(wd), None, Some(l)) => Regularisation::WeightDecay {
@@ -1109,133 +1105,13 @@ fn check_run(
         }
     };
 
-    let trainer = TrainSpec {
-        iterations,
-        batch_size,
-        lr,
-        schedule,
-        optimizer,
-        weight_decay: 0.0,
-        seed: raw.seed,
-        log_every,
-    };
-    // The co2 and uci studies need T; mnist_rotated refuses the key (reference: not read).
-    let samples = match raw.predict.samples {
-        Some(t) => positive(src, "predict.samples", t, origin)?,
-        None if raw.study == StudyKind::MnistRotated => 0,
-        None => {
-            return Err(src.error(
-                "predict.samples",
-                "missing: T, the MC passes per input (a positive integer)",
-                origin("predict"),
-            ))
-        }
-    };
     let budget = pos("predict.memory_budget_mb", raw.predict.memory_budget_mb)?;
     let predict = PredictConfig {
         memory_budget_bytes: (budget * 1024.0 * 1024.0) as usize,
     };
-
-    let co2 = match (&raw.co2, raw.study) {
-        (None, StudyKind::Co2) => {
-            return Err(src.error(
-                "co2",
-                "the co2 study needs a `co2:` section (x_star, ...)",
-                None,
-            ))
-        }
-        (Some(c), StudyKind::Co2) => {
-            let band = c.band_sd.clone().unwrap_or(raw::RawBandSd {
-                relu: 2.0,
-                tanh: 8.0,
-            });
-            Some(Co2Config {
-                samples,
-                x_star: finite_in(src, "co2.x_star", c.x_star, true, "a finite number", origin)?,
-                small_samples: positive(src, "co2.small_samples", c.small_samples, origin)?,
-                band_sd_relu: pos("co2.band_sd.relu", band.relu)?,
-                band_sd_tanh: pos("co2.band_sd.tanh", band.tanh)?,
-                gp: c.gp,
-                near_from: c.near_from.unwrap_or(f64::NEG_INFINITY),
-                fit_window: match c.fit_window {
-                    w @ 3.. => w as usize,
-                    w => {
-                        return Err(src.error(
-                            "co2.fit_window",
-                            format!("{w} is too small: give at least 3 consecutive points"),
-                            origin("co2.fit_window"),
-                        ))
-                    }
-                },
-            })
-        }
-        // Another study's section: refused below (reference: not read by this study).
-        _ => None,
-    };
-
-    let mnist = match (&raw.mnist, raw.study) {
-        (None, StudyKind::MnistRotated) => {
-            return Err(src.error(
-                "mnist",
-                "the mnist_rotated study needs a `mnist:` section (digit_index, angles, ...)",
-                None,
-            ))
-        }
-        (Some(c), StudyKind::MnistRotated) => {
-            if c.angles.is_empty() || c.angles.iter().any(|a| !a.is_finite()) {
-                return Err(src.error(
-                    "mnist.angles",
-                    "give a non-empty list of finite angles in degrees",
-                    origin("mnist.angles"),
-                ));
-            }
-            let digit_index = usize::try_from(c.digit_index).map_err(|_| {
-                src.error(
-                    "mnist.digit_index",
-                    format!("got {}, must be an index >= 0", c.digit_index),
-                    origin("mnist.digit_index"),
-                )
-            })?;
-            let limit =
-                |key: &str, v: Option<i64>| v.map(|v| positive(src, key, v, origin)).transpose();
-            Some(MnistConfig {
-                digit_index,
-                angles: c.angles.clone(),
-                rotation_samples: positive(
-                    src,
-                    "mnist.rotation_samples",
-                    c.rotation_samples,
-                    origin,
-                )?,
-                test_samples: positive(src, "mnist.test_samples", c.test_samples, origin)?,
-                ood: c.ood,
-                train_limit: limit("mnist.train_limit", c.train_limit)?,
-                test_limit: limit("mnist.test_limit", c.test_limit)?,
-                monitor_images: positive(src, "mnist.monitor_images", c.monitor_images, origin)?,
-            })
-        }
-        _ => None,
-    };
-
     let data = check_data(src, &raw, origin)?;
-    let uci = match (&raw.uci, raw.study) {
-        (None, StudyKind::Uci) => {
-            return Err(src.error(
-                "uci",
-                "the uci study needs a `uci:` section (datasets, epoch_multiplier, ...)",
-                None,
-            ))
-        }
-        (Some(c), StudyKind::Uci) => Some(check_uci(
-            src,
-            c,
-            samples,
-            &data,
-            raw.data.split.as_ref(),
-            origin,
-        )?),
-        _ => None,
-    };
+    let checker = Checker { src, origin };
+    let section = study.check(&checker, &raw, &data, &trainer, &regularisation)?;
 
     if let Some((key, doc)) = reference::unread_key(raw.study, &resolved) {
         let readers: Vec<&str> = doc
@@ -1246,8 +1122,7 @@ fn check_run(
         return Err(src.error(
             &key,
             format!(
-                "the {} study does not read this key (read by: {}); remove it",
-                reference::study_name(raw.study),
+                "the {study_name} study does not read this key (read by: {}); remove it",
                 readers.join(", ")
             ),
             origin(&key),
@@ -1261,12 +1136,79 @@ fn check_run(
         trainer,
         regularisation,
         predict,
-        co2,
-        mnist,
-        uci,
-        epochs,
+        study: section,
         resolved,
     })
+}
+
+/// The study-specific checks shared by several studies' sections.
+impl Checker<'_> {
+    /// `predict.samples`: T, the MC passes per input (the studies that read it need it).
+    pub(crate) fn samples(&self, raw: &RawRun) -> Result<usize, ConfigError> {
+        match raw.predict.samples {
+            Some(t) => positive(self.src, "predict.samples", t, self.origin),
+            None => Err(self.src.error(
+                "predict.samples",
+                "missing: T, the MC passes per input (a positive integer)",
+                (self.origin)("predict"),
+            )),
+        }
+    }
+
+    /// `trainer.iterations` or `trainer.epochs`, exactly one.
+    pub(crate) fn length(&self, t: &raw::RawTrainer) -> Result<TrainLength, ConfigError> {
+        let (src, origin) = (self.src, self.origin);
+        match (t.iterations, t.epochs) {
+            (Some(i), None) => Ok(TrainLength::Iterations(positive(
+                src,
+                "trainer.iterations",
+                i,
+                origin,
+            )?)),
+            (None, Some(e)) => Ok(TrainLength::Epochs(positive(
+                src,
+                "trainer.epochs",
+                e,
+                origin,
+            )?)),
+            _ => Err(src.error(
+                "trainer.iterations",
+                "give exactly one of trainer.iterations and trainer.epochs",
+                origin("trainer"),
+            )),
+        }
+    }
+
+    /// `trainer.iterations` of a study that counts steps; `trainer.epochs` is refused with `why`.
+    pub(crate) fn iterations_only(
+        &self,
+        t: &raw::RawTrainer,
+        why: &str,
+    ) -> Result<usize, ConfigError> {
+        match (t.iterations, t.epochs) {
+            (Some(i), None) => positive(self.src, "trainer.iterations", i, self.origin),
+            (None, Some(_)) => {
+                Err(self
+                    .src
+                    .error("trainer.epochs", why, (self.origin)("trainer.epochs")))
+            }
+            _ => Err(self.src.error(
+                "trainer.iterations",
+                "give exactly one of trainer.iterations and trainer.epochs",
+                (self.origin)("trainer"),
+            )),
+        }
+    }
+
+    /// Neither `trainer.iterations` nor `trainer.epochs` (the study sets the length): `why`.
+    pub(crate) fn no_length(&self, t: &raw::RawTrainer, why: &str) -> Result<(), ConfigError> {
+        let key = match (t.iterations, t.epochs) {
+            (None, None) => return Ok(()),
+            (Some(_), _) => "trainer.iterations",
+            (None, Some(_)) => "trainer.epochs",
+        };
+        Err(self.src.error(key, why, (self.origin)(key)))
+    }
 }
 
 /// The `data:` section: the vendored folder, or an own CSV table with its columns and split.
@@ -1329,278 +1271,10 @@ fn check_data(
             ));
         }
     }
-    // The uci study reads data.split (`check_uci`); mnist_rotated refuses data.csv.
-    if d.split.is_some() && raw.study == StudyKind::Co2 {
-        return Err(err(
-            "data.split",
-            "the co2 study fits every row of the table: remove data.split".into(),
-        ));
-    }
+    // data.split: the uci study reads it, the co2 study refuses it (each in its `check`).
     Ok(DataSource::Table(TableSource {
         csv: csv.clone(),
         target,
         features: d.features.clone(),
     }))
-}
-
-fn check_split(
-    src: &Source,
-    s: &raw::RawSplit,
-    origin: &dyn Fn(&str) -> Option<String>,
-) -> Result<mcd_datasets::SplitRule, ConfigError> {
-    use mcd_datasets::SplitRule;
-    let err = |key: &str, msg: String| src.error(key, msg, origin(key));
-    if let Some(pairs) = &s.index_files {
-        if let Some(key) = [
-            ("data.split.test_fraction", s.test_fraction.is_some()),
-            ("data.split.count", s.count.is_some()),
-            ("data.split.seed", s.seed.is_some()),
-        ]
-        .iter()
-        .find_map(|(k, given)| given.then_some(*k))
-        {
-            return Err(err(
-                key,
-                "not with data.split.index_files (the files fix the splits)".into(),
-            ));
-        }
-        if pairs.is_empty() {
-            return Err(err(
-                "data.split.index_files",
-                "give at least one {train: FILE, test: FILE}".into(),
-            ));
-        }
-        for (i, p) in pairs.iter().enumerate() {
-            for (part, path) in [("train", &p.train), ("test", &p.test)] {
-                if !path.is_file() {
-                    return Err(err(
-                        &format!("data.split.index_files[{i}].{part}"),
-                        format!("`{}` is not a file", path.display()),
-                    ));
-                }
-            }
-        }
-        return Ok(SplitRule::IndexFiles(
-            pairs
-                .iter()
-                .map(|p| (p.train.clone(), p.test.clone()))
-                .collect(),
-        ));
-    }
-    let Some(f) = s.test_fraction else {
-        return Err(err(
-            "data.split.test_fraction",
-            "missing: the share of rows held out for testing in each split, in (0, 1) (or \
-             give data.split.index_files)"
-                .into(),
-        ));
-    };
-    let test_fraction = finite_in(
-        src,
-        "data.split.test_fraction",
-        f,
-        f > 0.0 && f < 1.0,
-        "a fraction in (0, 1)",
-        origin,
-    )?;
-    let count = positive(src, "data.split.count", s.count.unwrap_or(1), origin)?;
-    if count > MAX_SPLITS {
-        return Err(err(
-            "data.split.count",
-            format!("got {count}, allowed: 1 to {MAX_SPLITS} splits"),
-        ));
-    }
-    Ok(SplitRule::Random {
-        count,
-        test_fraction,
-        seed: s.seed.unwrap_or(0),
-    })
-}
-
-fn check_uci(
-    src: &Source,
-    c: &raw::RawUci,
-    test_samples: usize,
-    data: &DataSource,
-    split: Option<&raw::RawSplit>,
-    origin: &dyn Fn(&str) -> Option<String>,
-) -> Result<UciConfig, ConfigError> {
-    use std::str::FromStr as _;
-    let refuse = |key: &str, why: &str| Err(src.error(key, why.to_string(), origin(key)));
-    let dir = match data {
-        DataSource::Table(table) => {
-            for (key, given, why) in [
-                (
-                    "uci.datasets",
-                    c.datasets.is_some(),
-                    "the data come from data.csv: remove uci.datasets",
-                ),
-                (
-                    "uci.epoch_multiplier",
-                    c.epoch_multiplier.is_some(),
-                    "an own table has no n_epochs.txt to multiply: give uci.epochs instead",
-                ),
-            ] {
-                if given {
-                    return refuse(key, why);
-                }
-            }
-            if c.tau_values.is_none() {
-                return refuse(
-                    "uci.tau_values",
-                    "missing: an own table needs its grid of tau (model precision, in the \
-                     target's units: about 1 / the noise variance you expect)",
-                );
-            }
-            let Some(epochs) = c.epochs else {
-                return refuse(
-                    "uci.epochs",
-                    "missing: the training epochs for data.csv (a positive integer)",
-                );
-            };
-            let dropout_rates = match &c.dropout_rates {
-                None => Some(OWN_TABLE_DROPOUT_RATES.to_vec()),
-                given => given.clone(),
-            };
-            let Some(split) = split else {
-                return refuse(
-                    "data.split",
-                    "missing: {test_fraction, count, seed} or {index_files: [{train, test}, ...]}",
-                );
-            };
-            let sets = UciSets::Own {
-                table: table.clone(),
-                split: check_split(src, split, origin)?,
-                epochs: positive(src, "uci.epochs", epochs, origin)?,
-            };
-            return finish_uci(src, c, sets, dropout_rates, test_samples, origin);
-        }
-        DataSource::Vendored(dir) => dir.clone(),
-    };
-    if c.epochs.is_some() {
-        return refuse(
-            "uci.epochs",
-            "vendored data train for n_epochs.txt x uci.epoch_multiplier: remove uci.epochs",
-        );
-    }
-    let Some(names) = &c.datasets else {
-        return refuse(
-            "uci.datasets",
-            "missing: `all` or a list of data set names (or data.csv for your own table)",
-        );
-    };
-    let datasets = match names {
-        raw::RawNames::Word(w) if w == "all" => UciName::ALL.to_vec(),
-        raw::RawNames::Word(w) => vec![UciName::from_str(w).map_err(|e| {
-            src.error(
-                "uci.datasets",
-                format!("{e} (or `all`)"),
-                origin("uci.datasets"),
-            )
-        })?],
-        raw::RawNames::List(names) => {
-            let mut out = Vec::new();
-            for (i, n) in names.iter().enumerate() {
-                let key = format!("uci.datasets[{i}]");
-                let name = UciName::from_str(n)
-                    .map_err(|e| src.error(&key, e.to_string(), origin("uci.datasets")))?;
-                if out.contains(&name) {
-                    return Err(src.error(
-                        &key,
-                        format!("{name} is listed twice"),
-                        origin("uci.datasets"),
-                    ));
-                }
-                out.push(name);
-            }
-            if out.is_empty() {
-                return Err(src.error(
-                    "uci.datasets",
-                    "give at least one data set (or `all`)",
-                    origin("uci.datasets"),
-                ));
-            }
-            out
-        }
-    };
-    let Some(multiplier) = c.epoch_multiplier else {
-        return refuse(
-            "uci.epoch_multiplier",
-            "missing: epochs are n_epochs.txt x this (a positive number; the authors' result \
-             files are labelled 100x)",
-        );
-    };
-    let epoch_multiplier = finite_in(
-        src,
-        "uci.epoch_multiplier",
-        multiplier,
-        multiplier > 0.0,
-        "a positive number (the authors' result files are labelled 100x)",
-        origin,
-    )?;
-    finish_uci(
-        src,
-        c,
-        UciSets::Vendored {
-            dir,
-            datasets,
-            epoch_multiplier,
-        },
-        c.dropout_rates.clone(),
-        test_samples,
-        origin,
-    )
-}
-
-/// The settings both kinds of uci data share.
-fn finish_uci(
-    src: &Source,
-    c: &raw::RawUci,
-    sets: UciSets,
-    dropout_rates: Option<Vec<f64>>,
-    test_samples: usize,
-    origin: &dyn Fn(&str) -> Option<String>,
-) -> Result<UciConfig, ConfigError> {
-    let grid = |key: &str,
-                v: &Option<Vec<f64>>,
-                ok: fn(f64) -> bool,
-                allowed: &str|
-     -> Result<Option<Vec<f64>>, ConfigError> {
-        match v {
-            None => Ok(None),
-            Some(v) if v.is_empty() => Err(src.error(
-                key,
-                "give at least one value (or remove the key for the data set's own grid)",
-                origin(key),
-            )),
-            Some(v) => {
-                for (i, &x) in v.iter().enumerate() {
-                    finite_in(src, &format!("{key}[{i}]"), x, ok(x), allowed, origin)?;
-                }
-                Ok(Some(v.clone()))
-            }
-        }
-    };
-    Ok(UciConfig {
-        sets,
-        splits: c
-            .splits
-            .map(|k| positive(src, "uci.splits", k, origin))
-            .transpose()?,
-        validation_samples: positive(src, "uci.validation_samples", c.validation_samples, origin)?,
-        test_samples,
-        dropout_rates: grid(
-            "uci.dropout_rates",
-            &dropout_rates,
-            |p| (0.0..1.0).contains(&p),
-            "drop probabilities in [0, 1)",
-        )?,
-        tau_values: grid(
-            "uci.tau_values",
-            &c.tau_values,
-            |t| t > 0.0,
-            "precisions > 0",
-        )?,
-        splits_per_stack: positive(src, "uci.splits_per_stack", c.splits_per_stack, origin)?,
-    })
 }

@@ -22,12 +22,13 @@ pub struct RawRun {
     pub precision: RawPrecision,
     #[serde(default)]
     pub predict: RawPredict,
+    // The studies' own sections (`config/<study>.rs`), one field each.
     #[serde(default)]
-    pub co2: Option<RawCo2>,
+    pub co2: Option<super::co2::RawCo2>,
     #[serde(default)]
-    pub mnist: Option<RawMnist>,
+    pub mnist: Option<super::mnist::RawMnist>,
     #[serde(default)]
-    pub uci: Option<RawUci>,
+    pub uci: Option<super::uci::RawUci>,
 }
 
 /// Which study a config drives.
@@ -222,45 +223,9 @@ fn default_budget() -> f64 {
     256.0
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawCo2 {
-    /// The far point whose predictive mean and sd go in the table.
-    pub x_star: f64,
-    /// Passes of the Fig. 3 comparison (T small).
-    #[serde(default = "default_small")]
-    pub small_samples: i64,
-    /// Half-width of the drawn band in sd, per activation (the paper draws TanH at 8).
-    #[serde(default)]
-    pub band_sd: Option<RawBandSd>,
-    /// Also fit the GP baseline.
-    #[serde(default = "default_true")]
-    pub gp: bool,
-    /// Predictive sd "near the data" is averaged over training inputs with x >= this.
-    #[serde(default)]
-    pub near_from: Option<f64>,
-    /// Consecutive training points per window of the fit check.
-    #[serde(default = "default_fit_window")]
-    pub fit_window: i64,
-}
-
-fn default_fit_window() -> i64 {
-    12
-}
-
-fn default_small() -> i64 {
-    10
-}
-
-fn default_true() -> bool {
+/// A default of `true` for boolean keys.
+pub(super) fn default_true() -> bool {
     true
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawBandSd {
-    pub relu: f64,
-    pub tanh: f64,
 }
 
 /// A named set of overrides (`key.path: value`).
@@ -270,91 +235,4 @@ pub struct RawVariant {
     pub name: String,
     #[serde(default)]
     pub set: crate::yaml::Mapping,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawMnist {
-    /// Index in the MNIST test set of the digit to rotate (a "1").
-    pub digit_index: i64,
-    /// Rotation angles in degrees (counter-clockwise).
-    pub angles: Vec<f64>,
-    /// Passes per rotated image.
-    #[serde(default = "default_rotation_samples")]
-    pub rotation_samples: i64,
-    /// Passes per test image for the test-set metrics.
-    #[serde(default = "default_test_samples")]
-    pub test_samples: i64,
-    /// Fashion-MNIST vs MNIST out-of-distribution metrics.
-    #[serde(default = "default_true")]
-    pub ood: bool,
-    /// Use only the first N training images (tiny runs and tests).
-    #[serde(default)]
-    pub train_limit: Option<i64>,
-    /// Use only the first N test images (tiny runs and tests).
-    #[serde(default)]
-    pub test_limit: Option<i64>,
-    /// Test images used for the accuracy logged after every epoch.
-    #[serde(default = "default_monitor")]
-    pub monitor_images: i64,
-}
-
-fn default_rotation_samples() -> i64 {
-    100
-}
-
-fn default_test_samples() -> i64 {
-    50
-}
-
-fn default_monitor() -> i64 {
-    2000
-}
-
-/// `all` or a list.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(untagged)]
-pub enum RawNames {
-    List(Vec<String>),
-    Word(String),
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawUci {
-    /// `all` (the ten of Table 1; unvendored ones are skipped with a message) or names; not
-    /// with `data.csv`.
-    #[serde(default)]
-    pub datasets: Option<RawNames>,
-    /// Use only the first K splits of each data set (default: all).
-    #[serde(default)]
-    pub splits: Option<i64>,
-    /// Training epochs = the data set's n_epochs.txt times this (the authors' result files are
-    /// labelled 100x); vendored
-    /// data only.
-    #[serde(default)]
-    pub epoch_multiplier: Option<f64>,
-    /// Training epochs of an own table (`data.csv`).
-    #[serde(default)]
-    pub epochs: Option<i64>,
-    /// MC passes for the validation log-likelihood of each grid point.
-    #[serde(default = "default_validation_samples")]
-    pub validation_samples: i64,
-    /// Dropout-rate grid; default: each data set's dropout_rates.txt.
-    #[serde(default)]
-    pub dropout_rates: Option<Vec<f64>>,
-    /// tau grid (original target units); default: each data set's tau_values.txt.
-    #[serde(default)]
-    pub tau_values: Option<Vec<f64>>,
-    /// Splits trained together in one stacked model (each with its whole grid).
-    #[serde(default = "default_splits_per_stack")]
-    pub splits_per_stack: i64,
-}
-
-fn default_validation_samples() -> i64 {
-    1000
-}
-
-fn default_splits_per_stack() -> i64 {
-    20
 }

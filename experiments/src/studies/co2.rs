@@ -20,7 +20,11 @@ use tch::{nn, Tensor};
 
 use super::runs_unless_task;
 use crate::cache::{load_or_train, DataFingerprint, Key, TrainSummary, WeightCache, SCHEMA};
-use crate::config::{Co2Config, DataSource, Experiment, RunConfig, StudyKind};
+use crate::config::raw::{RawArch, RawRun};
+use crate::config::{
+    Checker, Co2Config, ConfigError, DataSource, Experiment, Regularisation, RegularisationRule,
+    Rules, RunConfig, StudyConfig, StudyKind, TrainLength, TrainSettings,
+};
 use crate::output::OutputDir;
 use crate::{Context, Mode};
 
@@ -85,10 +89,48 @@ struct Row {
     mean_star: f64,
 }
 
+/// The co2 study (registered in [`super::study`]).
+pub struct Co2;
+
+impl super::Study for Co2 {
+    fn rules(&self) -> Rules {
+        Rules {
+            arch: RawArch::Mlp,
+            default_hidden: false,
+            searched_dropout: None,
+            fixed_input_dropout: None,
+            regularisation: RegularisationRule::Regression,
+        }
+    }
+
+    fn check(
+        &self,
+        c: &Checker,
+        raw: &RawRun,
+        data: &DataSource,
+        _: &TrainSettings,
+        _: &Regularisation,
+    ) -> Result<StudyConfig, ConfigError> {
+        crate::config::co2::check(c, raw, data)
+    }
+
+    fn run(&self, exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
+        run(exp, ctx, out)
+    }
+}
+
+/// A run's co2 section.
+fn section(run: &RunConfig) -> &Co2Config {
+    match &run.study {
+        StudyConfig::Co2(c) => c,
+        other => unreachable!("validation: a co2 experiment has {:?} runs", other.kind()),
+    }
+}
+
 /// Runs the study into `out`.
 pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
     let first = &exp.runs[0];
-    let co2cfg = first.co2.context("the co2 study needs a co2 section")?;
+    let co2cfg = *section(first);
     let inputs = match &first.data {
         DataSource::Vendored(dir) => Co2Inputs::new(&co2::load_gal(&DataRoot::open(dir)?)?)?,
         DataSource::Table(table) => {
@@ -103,7 +145,7 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
 
     let cache = WeightCache::new(&ctx.cache_dir.join("weights"));
     let Some(results) = runs_unless_task(&exp.runs, ctx, |run| {
-        run_one(run, &co2cfg, &inputs, &cache, ctx, out)
+        run_one(run, section(run), &inputs, &cache, ctx, out)
     })?
     else {
         return Ok(());
@@ -326,9 +368,8 @@ fn run_one(
             });
         SpreadFirstLayer { slope, low, high }
     });
-    let (weight_decay, tau) = run.regularisation.resolve(n_train, run.model.dropout)?;
-    let mut trainer = run.trainer.clone();
-    trainer.weight_decay = weight_decay;
+    let (trainer, tau) = run.train_spec(TrainLength::Iterations(co2cfg.iterations), n_train)?;
+    let weight_decay = trainer.weight_decay;
     let mut vs = nn::VarStore::new(ctx.device);
     let model = Mlp::new(&vs.root(), &spec, run.seed);
     let key = Key {

@@ -24,7 +24,11 @@ use tch::{nn, Kind, Tensor};
 
 use super::runs_unless_task;
 use crate::cache::{load_or_train, DataFingerprint, Key, TrainSummary, WeightCache, SCHEMA};
-use crate::config::{Arch, DataSource, Experiment, MnistConfig, RunConfig, StudyKind};
+use crate::config::raw::{RawArch, RawRun};
+use crate::config::{
+    Checker, ConfigError, DataSource, Experiment, MnistConfig, Regularisation, RegularisationRule,
+    Rules, RunConfig, StudyConfig, StudyKind, TrainSettings,
+};
 use crate::output::OutputDir;
 use crate::{Context, Mode};
 
@@ -51,6 +55,36 @@ struct Outcome {
     mc_samples: usize,
     /// (score name, AUROC, AUPR)
     ood: Vec<(String, f64, f64)>,
+}
+
+/// The mnist_rotated study (registered in [`super::study`]).
+pub struct MnistRotated;
+
+impl super::Study for MnistRotated {
+    fn rules(&self) -> Rules {
+        Rules {
+            arch: RawArch::Lenet,
+            default_hidden: false,
+            searched_dropout: None,
+            fixed_input_dropout: None,
+            regularisation: RegularisationRule::Classification,
+        }
+    }
+
+    fn check(
+        &self,
+        c: &Checker,
+        raw: &RawRun,
+        data: &DataSource,
+        _: &TrainSettings,
+        _: &Regularisation,
+    ) -> Result<StudyConfig, ConfigError> {
+        crate::config::mnist::check(c, raw, data)
+    }
+
+    fn run(&self, exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
+        run(exp, ctx, out)
+    }
 }
 
 /// Runs the study into `out`.
@@ -93,17 +127,11 @@ fn run_one(
     ctx: &Context,
     out: &OutputDir,
 ) -> Result<Option<Outcome>> {
-    let cfg = run
-        .mnist
-        .as_ref()
-        .context("the mnist_rotated study needs an mnist section")?;
-    let Arch::LeNet(placement) = run.model.arch else {
-        anyhow::bail!("the mnist_rotated study needs model.arch: lenet")
+    let StudyConfig::MnistRotated(cfg) = &run.study else {
+        unreachable!("validation: an mnist_rotated experiment's runs are mnist_rotated runs")
     };
-    let DataSource::Vendored(dir) = &run.data else {
-        anyhow::bail!("the mnist_rotated study reads the vendored MNIST, not data.csv")
-    };
-    let root = DataRoot::open(dir)?;
+    let placement = cfg.placement;
+    let root = DataRoot::open(&cfg.dir)?;
     let train_full = mnist::load(&root, Split::Train)?;
     let test_full = mnist::load(&root, Split::Test)?;
     let n_test_full = test_full.len();
@@ -127,14 +155,7 @@ fn run_one(
     let n_train = train.len();
 
     let spec = LeNetSpec::mnist(run.model.dropout, placement);
-    let mut trainer = run.trainer.clone();
-    trainer.weight_decay = run.regularisation.resolve(n_train, run.model.dropout)?.0;
-    if let Some(epochs) = run.epochs {
-        let per_epoch = trainer
-            .batch_size
-            .map_or(1, |b| n_train.div_ceil(b.min(n_train)));
-        trainer.iterations = epochs * per_epoch;
-    }
+    let (trainer, _) = run.train_spec(cfg.length, n_train)?;
     let mut vs = nn::VarStore::new(device);
     let net = LeNet::new(&vs.root(), &spec, run.seed);
     let (images, labels) = mnist::files(Split::Train);

@@ -8,18 +8,83 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 
-use crate::config::{Experiment, StudyKind, TableSource};
+use crate::config::raw::RawRun;
+use crate::config::{
+    Checker, ConfigError, DataSource, Experiment, Regularisation, Rules, StudyConfig, StudyKind,
+    TableSource, TrainSettings,
+};
 use crate::output::OutputDir;
+use crate::tasks::Task;
 use crate::Context;
+
+/// A study: what it fixes in the common config sections, the check of its own section, its
+/// tasks and its run. Every study is registered in [`study`].
+pub trait Study: Sync {
+    /// What validation applies to the common `model` and `precision` sections.
+    fn rules(&self) -> Rules;
+
+    /// Validates the study's own settings, once: its section (`co2:`, ...), the training length
+    /// and whatever else it reads; the common sections are already checked. Nothing downstream
+    /// checks them again.
+    #[allow(clippy::result_large_err)]
+    fn check(
+        &self,
+        c: &Checker,
+        raw: &RawRun,
+        data: &DataSource,
+        trainer: &TrainSettings,
+        regularisation: &Regularisation,
+    ) -> Result<StudyConfig, ConfigError>;
+
+    /// Runs every run of `exp` into `out` (in a task, `ctx.mode` says how far).
+    fn run(&self, exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()>;
+
+    /// The independent pieces of `exp`, for clusters (default: one per run).
+    fn tasks(&self, exp: &Experiment) -> Result<Vec<Task>> {
+        Ok(exp
+            .runs
+            .iter()
+            .enumerate()
+            .map(|(index, r)| Task::Run {
+                index,
+                label: format!("train run `{}`", r.name),
+            })
+            .collect())
+    }
+
+    /// Runs one of [`Study::tasks`] (default: its run alone).
+    fn run_task(
+        &self,
+        exp: &Experiment,
+        task: &Task,
+        ctx: &Context,
+        out: &OutputDir,
+    ) -> Result<()> {
+        let index = match task {
+            Task::Run { index, .. } => *index,
+            Task::Uci(unit) => unit.run,
+        };
+        let one = Experiment {
+            runs: vec![exp.runs[index].clone()],
+            ..exp.clone()
+        };
+        self.run(&one, ctx, out)
+    }
+}
+
+/// The registry: every study, by the name configs give it (`study:`).
+pub fn study(kind: StudyKind) -> &'static dyn Study {
+    match kind {
+        StudyKind::Co2 => &co2::Co2,
+        StudyKind::MnistRotated => &mnist::MnistRotated,
+        StudyKind::Uci => &uci::Uci,
+    }
+}
 
 /// Runs the experiment into `results_root/<name>/` (atomically) and returns that folder.
 pub fn run(exp: &Experiment, ctx: &Context, results_root: &Path) -> Result<PathBuf> {
     let out = OutputDir::create(results_root, &exp.name)?;
-    match write_inputs(exp, ctx, &out).and_then(|_| match exp.study {
-        StudyKind::Co2 => co2::run(exp, ctx, &out),
-        StudyKind::MnistRotated => mnist::run(exp, ctx, &out),
-        StudyKind::Uci => uci::run(exp, ctx, &out),
-    }) {
+    match write_inputs(exp, ctx, &out).and_then(|_| study(exp.study).run(exp, ctx, &out)) {
         Ok(()) => out.commit(),
         Err(e) => {
             out.log(&format!("failed: {e:#}"));

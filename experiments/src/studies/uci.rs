@@ -26,15 +26,17 @@ use mcd_models::rng::splitmix64;
 use mcd_models::stacked::{Member, StackedMlp};
 use mcd_report::{errorbar_figure, Column, Table};
 use mcd_trainer::stacked::{train_stacked, StackedData, StackedSpec};
-use mcd_trainer::Optimizer;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use crate::cache::{DataFingerprint, Key, SCHEMA};
+use crate::config::raw::{RawArch, RawRun};
 use crate::config::{
-    Experiment, Regularisation, RunConfig, StudyKind, UciConfig, UciSets, OWN_TABLE_HIDDEN,
+    Checker, ConfigError, DataSource, Experiment, Regularisation, RegularisationRule, Rules,
+    RunConfig, StudyConfig, StudyKind, TrainSettings, UciConfig, UciSets, OWN_TABLE_HIDDEN,
 };
 use crate::output::OutputDir;
+use crate::tasks::Task;
 use crate::{Context, Mode};
 
 const PUBLISHED: &str = include_str!("../../data/uci_published.csv");
@@ -138,6 +140,64 @@ struct SplitResult {
     sd: Vec<f64>,
 }
 
+/// The uci study (registered in [`super::study`]).
+pub struct Uci;
+
+impl super::Study for Uci {
+    fn rules(&self) -> Rules {
+        Rules {
+            arch: RawArch::Mlp,
+            default_hidden: true,
+            searched_dropout: Some(
+                "the uci study grid-searches the drop rate: set uci.dropout_rates (default: \
+                 each data set's dropout_rates.txt) instead",
+            ),
+            fixed_input_dropout: Some(
+                "the uci study drops inputs with the same rate as the hidden layer (the \
+                 authors' protocol); remove this key",
+            ),
+            regularisation: RegularisationRule::TauGrid,
+        }
+    }
+
+    fn check(
+        &self,
+        c: &Checker,
+        raw: &RawRun,
+        data: &DataSource,
+        trainer: &TrainSettings,
+        regularisation: &Regularisation,
+    ) -> Result<StudyConfig, ConfigError> {
+        crate::config::uci::check(c, raw, data, trainer, regularisation)
+    }
+
+    fn run(&self, exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
+        run(exp, ctx, out)
+    }
+
+    fn tasks(&self, exp: &Experiment) -> Result<Vec<Task>> {
+        Ok(units(exp)?.into_iter().map(Task::Uci).collect())
+    }
+
+    fn run_task(
+        &self,
+        exp: &Experiment,
+        task: &Task,
+        ctx: &Context,
+        out: &OutputDir,
+    ) -> Result<()> {
+        let (run, unit) = match task {
+            Task::Uci(unit) => (unit.run, Some(unit)),
+            Task::Run { index, .. } => (*index, None),
+        };
+        let run = exp
+            .runs
+            .get(run)
+            .with_context(|| format!("no run {run} in this experiment"))?;
+        run_one(run, "", ctx, out, unit)
+    }
+}
+
 /// Runs the study into `out`.
 pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
     for run in &exp.runs {
@@ -166,7 +226,7 @@ pub struct Unit {
 pub fn units(exp: &Experiment) -> Result<Vec<Unit>> {
     let mut out = Vec::new();
     for (r, run) in exp.runs.iter().enumerate() {
-        let cfg = uci_config(run)?;
+        let cfg = uci_config(run);
         let mut counts: Vec<(String, usize)> = Vec::new();
         match &cfg.sets {
             UciSets::Vendored { dir, datasets, .. } => {
@@ -212,19 +272,12 @@ pub fn units(exp: &Experiment) -> Result<Vec<Unit>> {
     Ok(out)
 }
 
-/// Computes one unit's splits into the resume cache (`ctx.mode` is `TrainOnly`).
-pub fn run_unit(exp: &Experiment, unit: &Unit, ctx: &Context, out: &OutputDir) -> Result<()> {
-    let run = exp
-        .runs
-        .get(unit.run)
-        .with_context(|| format!("no run {} in this experiment", unit.run))?;
-    run_one(run, "", ctx, out, Some(unit))
-}
-
-fn uci_config(run: &RunConfig) -> Result<&UciConfig> {
-    run.uci
-        .as_ref()
-        .context("internal: a uci run without its checked `uci:` section")
+/// A run's uci section.
+fn uci_config(run: &RunConfig) -> &UciConfig {
+    match &run.study {
+        StudyConfig::Uci(c) => c,
+        other => unreachable!("validation: a uci experiment has {:?} runs", other.kind()),
+    }
 }
 
 /// One run: every data set (or only `unit`'s), then the tables unless this is a task.
@@ -235,7 +288,7 @@ fn run_one(
     out: &OutputDir,
     unit: Option<&Unit>,
 ) -> Result<()> {
-    let cfg = uci_config(run)?;
+    let cfg = uci_config(run);
     if ctx.device != Device::Cpu {
         bail!(
             "the uci study runs on the CPU only (its nets are small; got --device {:?})",
@@ -306,15 +359,6 @@ fn run_one(
 /// The protocol for one data set: the config's settings plus the data set's own grid, width
 /// and epochs.
 fn protocol(run: &RunConfig, cfg: &UciConfig, ds: &UciDataset) -> Result<Protocol> {
-    let (beta1, beta2) = match run.trainer.optimizer {
-        Optimizer::Adam { beta1, beta2 } => (beta1, beta2),
-        Optimizer::Sgd { .. } => bail!("internal: the uci config check admits only adam"),
-    };
-    let (length_scale, fixed_tau) = match run.regularisation {
-        Regularisation::TauGrid { length_scale } => (length_scale, None),
-        Regularisation::Tau { tau, length_scale } => (length_scale, Some(tau)),
-        other => bail!("internal: the uci config check admits no {other:?}"),
-    };
     let (default_hidden, epochs) = match &cfg.sets {
         UciSets::Vendored {
             epoch_multiplier, ..
@@ -343,14 +387,15 @@ fn protocol(run: &RunConfig, cfg: &UciConfig, ds: &UciDataset) -> Result<Protoco
         epochs,
         batch_size: run.trainer.batch_size.unwrap_or(usize::MAX),
         lr: run.trainer.lr,
-        beta1,
-        beta2,
-        length_scale,
+        beta1: cfg.beta1,
+        beta2: cfg.beta2,
+        length_scale: cfg.length_scale,
         dropout_rates: cfg
             .dropout_rates
             .clone()
             .unwrap_or_else(|| ds.dropout_rates.clone()),
-        tau_values: fixed_tau
+        tau_values: cfg
+            .fixed_tau
             .map(|t| vec![t])
             .or_else(|| cfg.tau_values.clone())
             .unwrap_or_else(|| ds.tau_values.clone()),
