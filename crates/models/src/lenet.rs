@@ -7,7 +7,7 @@ use tch::{Kind, Tensor};
 
 use crate::dropout::Dropout;
 use crate::rng::{uniform_tensor, SeededRng};
-use crate::McModel;
+use crate::{MemoryPlan, StochasticModel};
 
 /// Where dropout sits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -127,7 +127,7 @@ impl LeNet {
     }
 }
 
-impl McModel for LeNet {
+impl StochasticModel for LeNet {
     fn deterministic_prefix(&self, xs: &Tensor) -> Tensor {
         match self.spec.placement {
             // Everything up to the dropout after FC 500 + ReLU is deterministic.
@@ -155,7 +155,7 @@ impl McModel for LeNet {
         }
     }
 
-    fn reseed_masks(&self, seed: u64) {
+    fn reseed(&self, seed: u64) {
         let mut rng = SeededRng::new(seed);
         for d in self
             .drop_conv1
@@ -167,14 +167,20 @@ impl McModel for LeNet {
         }
     }
 
+    fn output_dim(&self) -> usize {
+        self.spec.classes
+    }
+
+    fn memory_plan(&self) -> Option<&dyn MemoryPlan> {
+        Some(self)
+    }
+}
+
+impl MemoryPlan for LeNet {
     fn widest_activation(&self) -> usize {
         // Per input row: conv1 output (20 x 24 x 24) is the largest activation.
         let s = self.spec.side - 4;
         (20 * s * s).max(self.flat)
-    }
-
-    fn output_dim(&self) -> usize {
-        self.spec.classes
     }
 }
 

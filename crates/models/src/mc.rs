@@ -3,21 +3,21 @@
 
 use tch::{Device, Kind, Tensor};
 
-use crate::McModel;
+use crate::{MemoryPlan, StochasticModel};
 
 /// On the CPU a forward's activations are capped at this many bytes whatever the budget (at
 /// most 4 MiB per activation tensor): bigger tensors leave the cache and are allocated fresh
 /// from the OS on every call (glibc serves them with mmap), so every element-wise op pays a
 /// page fault per 4 KiB and MC prediction ran at half the matmul speed; about a thousand
 /// 1024-wide rows per forward is already large enough for the matmuls to run at full speed.
-/// A model's scratch (oneDNN's weight copy, [`McModel::scratch_bytes`]) and what it needs to
-/// share work between passes ([`McModel::sharing_bytes`]) come on top.
+/// A model's scratch (oneDNN's weight copy, [`MemoryPlan::scratch_bytes`]) and what it needs to
+/// share work between passes ([`MemoryPlan::sharing_bytes`]) come on top.
 const CPU_CHUNK_BYTES: usize = 16 << 20;
 
 /// The budget [`mc_samples`] plans `model`'s forwards on `device` with: on the CPU at most the
 /// activation cap plus the model's largest scratch and its sharing bytes (so the cap bounds
 /// the activations alone).
-pub fn effective_budget(model: &dyn McModel, device: Device, budget: usize) -> usize {
+pub fn effective_budget(model: &dyn MemoryPlan, device: Device, budget: usize) -> usize {
     match device {
         Device::Cpu => {
             budget.min(CPU_CHUNK_BYTES + model.scratch_bytes(usize::MAX) + model.sharing_bytes())
@@ -46,13 +46,13 @@ pub(crate) fn activation_bytes_per_row(widest: usize) -> usize {
     widest.max(1) * 4 * 4
 }
 
-fn bytes_per_row(model: &dyn McModel) -> usize {
+fn bytes_per_row(model: &dyn MemoryPlan) -> usize {
     activation_bytes_per_row(model.widest_activation())
 }
 
 /// Plan of a prediction: rows of `x` per chunk and passes per forward.
 pub fn chunk_plan(
-    model: &dyn McModel,
+    model: &dyn MemoryPlan,
     n_inputs: usize,
     samples: usize,
     budget: usize,
@@ -103,29 +103,39 @@ pub fn chunk_plan(
 }
 
 /// T stochastic passes over `x` ([N, ...]): returns [T, N, out] (f32, on `x`'s device).
-/// Runs under `no_grad`; the deterministic prefix is computed once per input. On the CPU the
-/// activations of one forward stay under 16 MiB even when the budget allows more (faster).
-pub fn mc_samples(model: &dyn McModel, x: &Tensor, cfg: &McConfig) -> Tensor {
+/// Runs under `no_grad`; the deterministic prefix is computed once per input. A model with a
+/// [`MemoryPlan`] is batched in chunks within the budget (on the CPU the activations of one
+/// forward stay under 16 MiB even when the budget allows more: faster); one without runs one
+/// pass over all inputs per forward.
+pub fn mc_samples(model: &dyn StochasticModel, x: &Tensor, cfg: &McConfig) -> Tensor {
     tch::no_grad(|| {
-        model.reseed_masks(cfg.seed);
+        model.reseed(cfg.seed);
         let n = x.size()[0] as usize;
-        let budget = effective_budget(model, x.device(), cfg.memory_budget_bytes);
-        let (rows, passes) = chunk_plan(model, n, cfg.samples, budget);
-        // What the plan leaves of the budget, for work shared between passes.
-        let room = budget
-            .saturating_sub(rows * passes * bytes_per_row(model))
-            .saturating_sub(model.scratch_bytes(rows * passes));
+        let out_dim = model.output_dim() as i64;
         // Each forward's outputs go straight into their slice of the result: collecting them
         // and concatenating at the end held the samples twice.
-        let out_dim = model.output_dim() as i64;
         let samples = Tensor::empty(
             [cfg.samples as i64, n as i64, out_dim],
             (Kind::Float, x.device()),
         );
+        let Some(plan) = model.memory_plan() else {
+            let prefix = model.deterministic_prefix(x);
+            repeated_passes(model, &prefix, cfg.samples, 1, &mut |done, k, y| {
+                let mut slot = samples.narrow(0, done as i64, k as i64);
+                slot.copy_(&y.view([k as i64, n as i64, out_dim]));
+            });
+            return samples;
+        };
+        let budget = effective_budget(plan, x.device(), cfg.memory_budget_bytes);
+        let (rows, passes) = chunk_plan(plan, n, cfg.samples, budget);
+        // What the plan leaves of the budget, for work shared between passes.
+        let room = budget
+            .saturating_sub(rows * passes * bytes_per_row(plan))
+            .saturating_sub(plan.scratch_bytes(rows * passes));
         for start in (0..n).step_by(rows) {
             let len = rows.min(n - start);
             let prefix = model.deterministic_prefix(&x.narrow(0, start as i64, len as i64));
-            model.chunk_passes(&prefix, cfg.samples, passes, room, &mut |done, k, y| {
+            plan.chunk_passes(&prefix, cfg.samples, passes, room, &mut |done, k, y| {
                 let mut slot =
                     samples
                         .narrow(0, done as i64, k as i64)
@@ -137,9 +147,9 @@ pub fn mc_samples(model: &dyn McModel, x: &Tensor, cfg: &McConfig) -> Tensor {
     })
 }
 
-/// The default [`McModel::chunk_passes`]: each forward runs `forward_from_prefix_t` with
+/// The default [`MemoryPlan::chunk_passes`]: each forward runs `forward_from_prefix_t` with
 /// dropout on over the prefix repeated k times (k = `passes`, fewer in the last forward).
-pub fn repeated_passes<M: McModel + ?Sized>(
+pub fn repeated_passes<M: StochasticModel + ?Sized>(
     model: &M,
     prefix: &Tensor,
     samples: usize,
@@ -170,7 +180,7 @@ pub(crate) fn forwards(samples: usize, passes: usize) -> impl Iterator<Item = (u
 }
 
 /// Standard dropout (weight averaging): one deterministic pass with dropout off. [N, out].
-pub fn standard_predict(model: &dyn McModel, x: &Tensor) -> Tensor {
+pub fn standard_predict(model: &dyn StochasticModel, x: &Tensor) -> Tensor {
     tch::no_grad(|| model.forward_from_prefix_t(&model.deterministic_prefix(x), false))
 }
 
@@ -260,11 +270,53 @@ mod tests {
             seed: 5,
         };
         let fast = mc_samples(&m, &x, &cfg);
-        m.reseed_masks(5);
+        m.reseed(5);
         let plain: Vec<Tensor> = (0..t).map(|_| m.forward_t(&x, true)).collect();
         let plain = Tensor::stack(&plain, 0);
         assert!(fast.equal(&plain), "prefix reuse changed the samples");
         assert!(!fast.requires_grad(), "MC samples must not track gradients");
+    }
+
+    /// An `Mlp` seen through the predictive interface alone (no memory plan).
+    #[derive(Debug)]
+    struct Unplanned(Mlp);
+
+    impl tch::nn::ModuleT for Unplanned {
+        fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+            self.0.forward_t(xs, train)
+        }
+    }
+
+    impl StochasticModel for Unplanned {
+        fn deterministic_prefix(&self, xs: &Tensor) -> Tensor {
+            self.0.deterministic_prefix(xs)
+        }
+        fn forward_from_prefix_t(&self, prefix: &Tensor, train: bool) -> Tensor {
+            self.0.forward_from_prefix_t(prefix, train)
+        }
+        fn reseed(&self, seed: u64) {
+            self.0.reseed(seed)
+        }
+        fn output_dim(&self) -> usize {
+            self.0.output_dim()
+        }
+    }
+
+    #[test]
+    fn a_model_without_a_memory_plan_runs_one_pass_per_forward() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let m = Unplanned(model(&vs));
+        assert!(m.memory_plan().is_none());
+        let x = Tensor::linspace(-1.0, 1.0, 20, (Kind::Float, Device::Cpu)).view([20, 1]);
+        let cfg = McConfig {
+            samples: 5,
+            memory_budget_bytes: 1 << 30,
+            seed: 5,
+        };
+        let got = mc_samples(&m, &x, &cfg);
+        m.reseed(5);
+        let plain: Vec<Tensor> = (0..5).map(|_| m.forward_t(&x, true)).collect();
+        assert!(got.equal(&Tensor::stack(&plain, 0)));
     }
 
     #[test]
@@ -297,7 +349,7 @@ mod tests {
             // The same plan, every pass through the plain matmuls.
             let (rows, passes) = chunk_plan(&m, 30, t, effective_budget(&m, Device::Cpu, budget));
             assert_eq!(rows, 30, "one chunk");
-            m.reseed_masks(3);
+            m.reseed(3);
             let mut outs = Vec::new();
             tch::no_grad(|| {
                 let prefix = m.deterministic_prefix(&x);
@@ -366,19 +418,25 @@ mod tests {
         }
     }
 
-    impl McModel for Scratchy {
+    impl StochasticModel for Scratchy {
         fn deterministic_prefix(&self, xs: &Tensor) -> Tensor {
             xs.shallow_clone()
         }
         fn forward_from_prefix_t(&self, prefix: &Tensor, _train: bool) -> Tensor {
             prefix.shallow_clone()
         }
-        fn reseed_masks(&self, _seed: u64) {}
-        fn widest_activation(&self) -> usize {
-            64
-        }
+        fn reseed(&self, _seed: u64) {}
         fn output_dim(&self) -> usize {
             1
+        }
+        fn memory_plan(&self) -> Option<&dyn MemoryPlan> {
+            Some(self)
+        }
+    }
+
+    impl MemoryPlan for Scratchy {
+        fn widest_activation(&self) -> usize {
+            64
         }
         fn scratch_bytes(&self, rows: usize) -> usize {
             if rows >= self.threshold {

@@ -11,7 +11,7 @@ use tch::{Device, Kind, Tensor};
 use crate::dropout::Dropout;
 use crate::inplace::with_ref;
 use crate::rng::{uniform_tensor, SeededRng};
-use crate::McModel;
+use crate::{MemoryPlan, StochasticModel};
 
 /// Hidden-layer non-linearity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -411,7 +411,7 @@ const SHARED_PRODUCT_MAX_RATE: f64 = 0.25;
 const SHARED_PRODUCT_MIN_PASSES: usize = 4;
 const SHARED_PRODUCT_MIN_WEIGHTS: usize = 64 * 64;
 
-impl McModel for Mlp {
+impl StochasticModel for Mlp {
     fn deterministic_prefix(&self, xs: &Tensor) -> Tensor {
         // Without input dropout the first Linear + activation does not depend on the mask.
         match (&self.input_dropout, self.layers.len() > 1) {
@@ -444,6 +444,33 @@ impl McModel for Mlp {
             return self.layers_from(h, 1, train);
         }
         self.layers_from(h, 0, train)
+    }
+
+    fn reseed(&self, seed: u64) {
+        let mut rng = SeededRng::new(seed);
+        for d in self.input_dropout.iter().chain(&self.hidden_dropout) {
+            d.reseed(rng.fork());
+        }
+    }
+
+    fn output_dim(&self) -> usize {
+        self.spec.output_dim
+    }
+
+    fn memory_plan(&self) -> Option<&dyn MemoryPlan> {
+        Some(self)
+    }
+}
+
+impl MemoryPlan for Mlp {
+    fn widest_activation(&self) -> usize {
+        self.spec
+            .hidden
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(self.spec.input_dim)
+            .max(self.spec.output_dim)
     }
 
     fn sharing_bytes(&self) -> usize {
@@ -505,27 +532,6 @@ impl McModel for Mlp {
         .flatten()
         .flatten()
         .expect("contiguous CPU f32 tensors");
-    }
-
-    fn reseed_masks(&self, seed: u64) {
-        let mut rng = SeededRng::new(seed);
-        for d in self.input_dropout.iter().chain(&self.hidden_dropout) {
-            d.reseed(rng.fork());
-        }
-    }
-
-    fn widest_activation(&self) -> usize {
-        self.spec
-            .hidden
-            .iter()
-            .copied()
-            .max()
-            .unwrap_or(self.spec.input_dim)
-            .max(self.spec.output_dim)
-    }
-
-    fn output_dim(&self) -> usize {
-        self.spec.output_dim
     }
 
     fn scratch_bytes(&self, rows: usize) -> usize {
@@ -614,9 +620,9 @@ mod tests {
             "oneDNN takes this batch"
         );
         for train in [false, true] {
-            m.reseed_masks(3);
+            m.reseed(3);
             let a = tch::no_grad(|| m.forward_t(&x, train));
-            m.reseed_masks(3);
+            m.reseed(3);
             let b = m.forward_t(&x, train);
             assert!(b.requires_grad() && !a.requires_grad());
             assert!(a.equal(&b.detach()), "train {train}");
@@ -732,10 +738,10 @@ mod tests {
             let (plain_calls, plain, shared_calls, shared) = tch::no_grad(|| {
                 let prefix = m.deterministic_prefix(&x);
                 assert!(m.shares_first_product(&prefix, samples), "{hidden:?}");
-                m.reseed_masks(5);
+                m.reseed(5);
                 let (pc, p) =
                     collect(|emit| crate::mc::repeated_passes(&m, &prefix, samples, passes, emit));
-                m.reseed_masks(5);
+                m.reseed(5);
                 let (sc, s) =
                     collect(|emit| m.chunk_passes(&prefix, samples, passes, usize::MAX, emit));
                 (pc, p, sc, s)

@@ -286,7 +286,7 @@ impl StackedMlp {
             .iter()
             .map(|&s| crate::rng::SeededRng::new(s))
             .collect();
-        // Same derivation order as `Mlp::reseed_masks`: input layer first, then hidden layers.
+        // Same derivation order as `Mlp::reseed`: input layer first, then hidden layers.
         let has_input: Vec<bool> = self
             .input_dropout
             .members

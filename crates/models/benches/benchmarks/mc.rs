@@ -7,7 +7,7 @@
 
 use criterion::Criterion;
 use mcd_models::mc::{chunk_plan, effective_budget, mc_samples, repeated_passes};
-use mcd_models::McModel;
+use mcd_models::StochasticModel;
 use tch::nn::ModuleT;
 use tch::{Device, Kind, Tensor};
 
@@ -46,7 +46,7 @@ pub fn bench(c: &mut Criterion, report: &mut Report) {
         None,
         || {
             tch::no_grad(|| {
-                net.reseed_masks(MC_SEED);
+                net.reseed(MC_SEED);
                 let out = Tensor::empty([t as i64, N as i64, 1], (Kind::Float, Device::Cpu));
                 for start in (0..N).step_by(rows) {
                     let len = rows.min(N - start) as i64;
