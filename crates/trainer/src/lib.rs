@@ -98,7 +98,7 @@ impl ProgressSink for Silent {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainReport {
     pub iterations: usize,
-    /// (iteration, loss) at every report point (loss = 0.5 * MSE of that batch, dropout on).
+    /// (iteration, loss) at every report point (the objective on that batch, dropout on).
     pub losses: Vec<(usize, f64)>,
     pub seconds: f64,
 }
@@ -175,13 +175,59 @@ fn build_optimizer(vs: &nn::VarStore, spec: &TrainSpec) -> Result<RunOptimizer, 
     })
 }
 
-/// Training objective.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Loss {
-    /// 0.5 * mean over points of the squared error (summed over outputs); targets [N, k] float.
-    HalfMse,
-    /// Mean cross-entropy of the logits; targets [N] class indices (i64).
-    CrossEntropy,
+/// A training objective: the loss of one batch, handed to [`train`] as a value (the loop
+/// knows no objective by name). Implementations outside this crate are welcome: a method
+/// brings its own (e.g. a heteroscedastic Gaussian NLL).
+pub trait Objective {
+    /// Checks the data's shapes before training: `x` [N, ...] against the targets.
+    fn check_shapes(&self, x: &Tensor, y: &Tensor) -> Result<(), TrainError>;
+    /// The scalar loss of the net's outputs `out` on a batch with targets `y`.
+    fn loss(&self, out: &Tensor, y: &Tensor) -> Tensor;
+}
+
+/// 0.5 * mean over points of the squared error (summed over outputs); targets [N, k] float.
+/// The project's regression loss (see the crate docs for the weight-decay convention).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HalfMse;
+
+impl Objective for HalfMse {
+    fn check_shapes(&self, x: &Tensor, y: &Tensor) -> Result<(), TrainError> {
+        if y.size()[0] != x.size()[0] || y.dim() != 2 {
+            return Err(TrainError::Shape {
+                x: x.size(),
+                y: y.size(),
+            });
+        }
+        Ok(())
+    }
+
+    fn loss(&self, out: &Tensor, y: &Tensor) -> Tensor {
+        (out - y)
+            .square()
+            .sum_dim_intlist(1, false, Kind::Float)
+            .mean(Kind::Float)
+            * 0.5
+    }
+}
+
+/// Mean cross-entropy of the logits; targets [N] class indices (i64).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CrossEntropy;
+
+impl Objective for CrossEntropy {
+    fn check_shapes(&self, x: &Tensor, y: &Tensor) -> Result<(), TrainError> {
+        if y.size() != [x.size()[0]] {
+            return Err(TrainError::Shape {
+                x: x.size(),
+                y: y.size(),
+            });
+        }
+        Ok(())
+    }
+
+    fn loss(&self, out: &Tensor, y: &Tensor) -> Tensor {
+        out.cross_entropy_for_logits(y)
+    }
 }
 
 /// Trains `model` (whose variables live in `vs`) on regression data `x` [N, d], `y` [N, k]
@@ -194,15 +240,7 @@ pub fn train_regression(
     spec: &TrainSpec,
     progress: &mut dyn ProgressSink,
 ) -> Result<TrainReport, TrainError> {
-    if y.size()[0] != x.size()[0] || y.dim() != 2 {
-        return Err(TrainError::Shape {
-            x: x.size(),
-            y: y.size(),
-        });
-    }
-    train(vs, model, x, y, spec, Loss::HalfMse, progress, &mut |_| {
-        None
-    })
+    train(vs, model, x, y, spec, &HalfMse, progress, &mut |_| None)
 }
 
 /// Trains a classifier on `x` [N, ...] and class labels `labels` [N] (i64) with cross-entropy.
@@ -217,36 +255,33 @@ pub fn train_classifier(
     progress: &mut dyn ProgressSink,
     on_epoch: &mut dyn FnMut(usize) -> Option<String>,
 ) -> Result<TrainReport, TrainError> {
-    if labels.size() != [x.size()[0]] {
-        return Err(TrainError::Shape {
-            x: x.size(),
-            y: labels.size(),
-        });
-    }
     train(
         vs,
         model,
         x,
         labels,
         spec,
-        Loss::CrossEntropy,
+        &CrossEntropy,
         progress,
         on_epoch,
     )
 }
 
-/// The training loop shared by both objectives.
+/// The one training loop: `model` (whose variables live in `vs`) on inputs `x` [N, ...] and
+/// targets `y`, minimising `objective` with dropout on. After every epoch (one pass over the
+/// shuffled data) `on_epoch(epoch)` may return a summary, which is passed to the progress sink.
 #[allow(clippy::too_many_arguments)]
-fn train(
+pub fn train(
     vs: &nn::VarStore,
     model: &dyn ModuleT,
     x: &Tensor,
     y: &Tensor,
     spec: &TrainSpec,
-    loss_kind: Loss,
+    objective: &dyn Objective,
     progress: &mut dyn ProgressSink,
     on_epoch: &mut dyn FnMut(usize) -> Option<String>,
 ) -> Result<TrainReport, TrainError> {
+    objective.check_shapes(x, y)?;
     if spec.iterations == 0 {
         return Err(TrainError::NothingToTrain {
             what: "the number of iterations",
@@ -286,16 +321,7 @@ fn train(
             }
         };
         let out = model.forward_t(&xb, true);
-        let loss = match loss_kind {
-            Loss::HalfMse => {
-                (out - yb)
-                    .square()
-                    .sum_dim_intlist(1, false, Kind::Float)
-                    .mean(Kind::Float)
-                    * 0.5
-            }
-            Loss::CrossEntropy => out.cross_entropy_for_logits(&yb),
-        };
+        let loss = objective.loss(&out, &yb);
         opt.backward_step(&loss, lr);
         let last = it + 1 == spec.iterations;
         if it.is_multiple_of(spec.log_every.max(1)) || last {
