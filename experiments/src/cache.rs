@@ -65,6 +65,14 @@ pub struct Key<'a, M: Serialize, T: Serialize> {
     pub train: &'a T,
     pub seed: u64,
     pub data: &'a DataFingerprint,
+    /// The method (`model.method`); left out for MC dropout, so its keys are those from before
+    /// methods were named.
+    #[serde(skip_serializing_if = "is_mc_dropout")]
+    pub method: &'a str,
+}
+
+fn is_mc_dropout(method: &&str) -> bool {
+    *method == "mc_dropout"
 }
 
 impl<M: Serialize, T: Serialize> Key<'_, M, T> {
@@ -253,6 +261,7 @@ mod tests {
                 train: &"adam",
                 seed,
                 data: &data,
+                method: "mc_dropout",
             }
             .hash()
             .unwrap()
@@ -270,6 +279,7 @@ mod tests {
             train: &1,
             seed: 2,
             data: &DataFingerprint::Named("x".into()),
+            method: "mc_dropout",
         })
         .unwrap();
         assert_eq!(

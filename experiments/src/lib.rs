@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod config;
 pub mod interrupt;
+pub mod methods;
 pub mod output;
 pub mod progress;
 pub mod studies;

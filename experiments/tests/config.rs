@@ -136,6 +136,21 @@ fn unknown_activation_lists_the_allowed_ones() {
 }
 
 #[test]
+fn unknown_method_lists_the_allowed_ones() {
+    let text = common::tiny_config().replace("  dropout: 0.1\n", "  dropout: 0.1\n  method: bbb\n");
+    let e = err(&text, &[]);
+    assert_err(&e, "model.method", Some(10), "bbb");
+    assert!(e.to_string().contains("mc_dropout"), "{e}");
+    // Named explicitly, the default method is the default.
+    let plain = load_text(&common::tiny_config(), &[]).unwrap();
+    let text =
+        common::tiny_config().replace("  dropout: 0.1\n", "  dropout: 0.1\n  method: mc_dropout\n");
+    let named = load_text(&text, &[]).unwrap();
+    assert_eq!(named.runs[0].model, plain.runs[0].model);
+    assert_eq!(named.runs[0].model.method.name(), "mc_dropout");
+}
+
+#[test]
 fn unknown_optimiser_and_zero_iterations() {
     let text = common::tiny_config().replace("optimizer: adam", "optimizer: lbfgs");
     assert_err(&err(&text, &[]), "trainer.optimizer", Some(14), "lbfgs");

@@ -127,6 +127,110 @@ pub fn predictive(samples: &SampleMatrix, tau: f64) -> Result<Predictive, EvalEr
     })
 }
 
+/// Per-point moments of a uniform mixture over T passes of Gaussians N(mu_t, var_t): the
+/// predictive of heteroscedastic MC dropout (Kendall & Gal 2017; each pass gives a mean and a
+/// variance) and of deep ensembles (a pass per member).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MixturePredictive {
+    /// (1/T) sum_t mu_t.
+    pub mean: Vec<f64>,
+    /// Total variance: `epistemic + aleatoric`.
+    pub var: Vec<f64>,
+    /// Variance of the passes' means, (1/T) sum_t (mu_t - mean)^2.
+    pub epistemic: Vec<f64>,
+    /// Mean of the passes' variances, (1/T) sum_t var_t.
+    pub aleatoric: Vec<f64>,
+}
+
+/// Checks per-pass variances against the passes' means: T x N values, finite and > 0.
+fn check_pass_vars(op: &'static str, means: &SampleMatrix, vars: &[f64]) -> Result<(), EvalError> {
+    same_len(
+        op,
+        "means (T x N)",
+        means.t() * means.n(),
+        "variances",
+        vars.len(),
+    )?;
+    if let Some((i, &v)) = vars
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !(v.is_finite() && **v > 0.0))
+    {
+        return Err(EvalError::NonFinite {
+            op,
+            what: "variances (must be finite and > 0)",
+            at: format!("index {i}"),
+            value: v,
+        });
+    }
+    Ok(())
+}
+
+/// [`MixturePredictive`] of pass means `means` [T, N] and pass variances `vars` (T x N,
+/// pass-major, the same layout), in the units they are given in. The mean and the epistemic
+/// part are [`predictive`]'s mean and pass variance.
+pub fn mixture_predictive(
+    means: &SampleMatrix,
+    vars: &[f64],
+) -> Result<MixturePredictive, EvalError> {
+    check_pass_vars("mixture_predictive", means, vars)?;
+    let p = predictive(means, 1.0)?;
+    let (t, n) = (means.t(), means.n());
+    let mut aleatoric = vec![0.0f64; n];
+    for pass in vars.chunks(n).take(t) {
+        for (a, v) in aleatoric.iter_mut().zip(pass) {
+            *a += v;
+        }
+    }
+    let inv_t = 1.0 / t as f64;
+    aleatoric.iter_mut().for_each(|a| *a *= inv_t);
+    let var = p
+        .model_var
+        .iter()
+        .zip(&aleatoric)
+        .map(|(e, a)| e + a)
+        .collect();
+    Ok(MixturePredictive {
+        mean: p.mean,
+        var,
+        epistemic: p.model_var,
+        aleatoric,
+    })
+}
+
+/// Test log-likelihood under the mixture of [`mixture_predictive`], in original units:
+/// `logsumexp_t(log N(y; mu_t, var_t)) - ln T`, with means, variances and targets mapped by
+/// `y = shift + scale * y_std` (variances times `scale^2`).
+pub fn mixture_log_likelihood(
+    means: &SampleMatrix,
+    vars: &[f64],
+    targets: &[f32],
+    scale: Affine,
+) -> Result<LogLik, EvalError> {
+    const OP: &str = "mixture_log_likelihood";
+    check_pass_vars(OP, means, vars)?;
+    scale.validate(OP)?;
+    same_len(OP, "means (N)", means.n(), "targets", targets.len())?;
+    all_finite(OP, "targets", targets)?;
+    let (t, n) = (means.t(), means.n());
+    let s2 = scale.scale * scale.scale;
+    let mut terms = vec![0.0f64; t];
+    let per_point = targets
+        .iter()
+        .enumerate()
+        .map(|(i, &y)| {
+            let y = scale.apply(f64::from(y));
+            for (pass, term) in terms.iter_mut().enumerate() {
+                let v = vars[pass * n + i] * s2;
+                let d = y - scale.apply(means.at(pass, i));
+                *term = -0.5 * (LN_2PI + v.ln()) - d * d / (2.0 * v);
+            }
+            logsumexp(&terms) - (t as f64).ln()
+        })
+        .collect();
+    Ok(LogLik::from_points(per_point))
+}
+
 /// Per-point and mean test log-likelihoods (nats).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogLik {
@@ -585,6 +689,66 @@ pub fn weight_decay_from_tau(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn epistemic_plus_aleatoric_equals_the_total_variance() {
+        // Three passes over two inputs, by hand: means (1, 2, 6) and (0, 0, 3); variances
+        // exp(s) with s = (0, ln 2, ln 3) and (ln 0.5, 0, ln 4).
+        let means = [1.0f32, 0.0, 2.0, 0.0, 6.0, 3.0];
+        let vars = [1.0, 0.5, 2.0, 1.0, 3.0, 4.0];
+        let m = SampleMatrix::new(&means, 3, 2).unwrap();
+        let p = mixture_predictive(&m, &vars).unwrap();
+        // Input 0: mean 3, epistemic ((1-3)^2 + (2-3)^2 + (6-3)^2) / 3 = 14/3,
+        // aleatoric (1 + 2 + 3) / 3 = 2. Input 1: mean 1, epistemic (1 + 1 + 4) / 3 = 2,
+        // aleatoric (0.5 + 1 + 4) / 3 = 11/6.
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        assert!(
+            close(p.mean[0], 3.0) && close(p.mean[1], 1.0),
+            "{:?}",
+            p.mean
+        );
+        assert!(close(p.epistemic[0], 14.0 / 3.0) && close(p.epistemic[1], 2.0));
+        assert!(close(p.aleatoric[0], 2.0) && close(p.aleatoric[1], 11.0 / 6.0));
+        assert!(close(p.var[0], 14.0 / 3.0 + 2.0) && close(p.var[1], 2.0 + 11.0 / 6.0));
+        // The total is the mixture's variance, E[var_t + mu_t^2] - mean^2, written out.
+        for i in 0..2 {
+            let second: f64 = (0..3)
+                .map(|t| vars[t * 2 + i] + f64::from(means[t * 2 + i]).powi(2))
+                .sum::<f64>()
+                / 3.0;
+            assert!(close(p.var[i], second - p.mean[i] * p.mean[i]), "input {i}");
+        }
+        // With one shared variance 1/tau it is MC dropout's predictive.
+        let mc = predictive(&m, 4.0).unwrap();
+        let same = mixture_predictive(&m, &[0.25; 6]).unwrap();
+        assert_eq!(same.var, mc.var);
+        assert_eq!(same.epistemic, mc.model_var);
+        // Bad variances are errors.
+        assert!(mixture_predictive(&m, &[1.0; 5]).is_err());
+        assert!(mixture_predictive(&m, &[1.0, 1.0, 0.0, 1.0, 1.0, 1.0]).is_err());
+    }
+
+    #[test]
+    fn mixture_log_likelihood_by_hand() {
+        // Two passes, one input: N(0, 1) and N(2, 4) at y = 1, then in units scaled by 3.
+        let means = [0.0f32, 2.0];
+        let m = SampleMatrix::new(&means, 2, 1).unwrap();
+        let vars = [1.0, 4.0];
+        let dens = |mu: f64, v: f64, y: f64| {
+            (-(y - mu) * (y - mu) / (2.0 * v)).exp() / (2.0 * std::f64::consts::PI * v).sqrt()
+        };
+        let want = (0.5 * (dens(0.0, 1.0, 1.0) + dens(2.0, 4.0, 1.0))).ln();
+        let ll = mixture_log_likelihood(&m, &vars, &[1.0], Affine::IDENTITY).unwrap();
+        assert!((ll.mean - want).abs() < 1e-12);
+        let a = Affine::new(5.0, 3.0).unwrap();
+        let want = (0.5 * (dens(5.0, 9.0, 8.0) + dens(11.0, 36.0, 8.0))).ln();
+        let ll = mixture_log_likelihood(&m, &vars, &[1.0], a).unwrap();
+        assert!((ll.mean - want).abs() < 1e-12);
+        // One shared variance 1/tau: MC dropout's log-likelihood.
+        let mc = log_likelihood(&m, &[1.0], 0.5, a).unwrap();
+        let mix = mixture_log_likelihood(&m, &[2.0, 2.0], &[1.0], a).unwrap();
+        assert!((mc.mean - mix.mean).abs() < 1e-12);
+    }
 
     fn close(a: f64, b: f64, tol: f64) -> bool {
         (a - b).abs() <= tol * (1.0 + b.abs())

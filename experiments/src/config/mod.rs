@@ -110,6 +110,8 @@ pub struct ModelConfig {
     /// Slope of a [`mcd_models::mlp::SpreadFirstLayer`] first layer (the study supplies the
     /// centres' range from its training inputs); `None`: `init` for every layer.
     pub first_layer_slope: Option<f64>,
+    /// The predictive method (`model.method`), one the study can use.
+    pub method: crate::methods::MethodRef,
 }
 
 impl ModelConfig {
@@ -315,6 +317,8 @@ pub struct Rules {
     pub fixed_input_dropout: Option<&'static str>,
     /// Which forms of `trainer.weight_decay` / `precision` it takes.
     pub regularisation: RegularisationRule,
+    /// What it asks of a method (`model.method` must serve it).
+    pub uses: crate::methods::Use,
 }
 
 /// The forms of regularisation a study takes (see [`Regularisation`]).
@@ -926,7 +930,37 @@ fn check_run(
         "a drop probability in [0, 1)",
         origin,
     )?;
+    let method = match m.method.as_deref() {
+        None => crate::methods::default_method(),
+        Some(name) => crate::methods::by_name(name).ok_or_else(|| {
+            src.error(
+                "model.method",
+                format!(
+                    "got `{name}`, allowed: {}",
+                    crate::methods::ALL
+                        .iter()
+                        .map(|m| m.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                origin("model.method"),
+            )
+        })?,
+    };
+    if !method.serves(rules.uses) {
+        return Err(src.error(
+            "model.method",
+            format!(
+                "got `{}`, which the {study_name} study cannot use: it {}; allowed here: {}",
+                method.name(),
+                rules.uses.describe(),
+                crate::methods::names_for(rules.uses).join(", ")
+            ),
+            origin("model.method"),
+        ));
+    }
     let model = ModelConfig {
+        method,
         arch: match (m.arch, m.placement) {
             (raw::RawArch::Mlp, _) => Arch::Mlp,
             (raw::RawArch::Lenet, Some(raw::RawPlacement::All)) => Arch::LeNet(LeNetDropout::All),

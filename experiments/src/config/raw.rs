@@ -133,6 +133,9 @@ pub struct RawModel {
     pub init: RawInit,
     #[serde(default)]
     pub first_layer_slope: Option<f64>,
+    /// A name from `crate::methods::ALL` (checked in `check_run`); default `mc_dropout`.
+    #[serde(default)]
+    pub method: Option<String>,
 }
 
 fn default_arch() -> RawArch {

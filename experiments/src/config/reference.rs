@@ -70,6 +70,8 @@ pub const KEYS: &[KeyDoc] = &[
         "The network."),
     key!("model.arch", "word", "`mlp`", "`mlp` (co2, uci), `lenet` (mnist_rotated)", ALL, "mlp",
         "Network family."),
+    key!("model.method", "word", "`mc_dropout`", "`mc_dropout` (every study)", ALL, "mc_dropout",
+        "The predictive method: `mc_dropout` predicts by T passes with dropout on, variance = the passes' variance + 1/tau. A study refuses a method it cannot use."),
     key!("model.hidden", "list of integers", "co2: required; uci: each data set's `n_hidden.txt` (`data.csv`: [50])", "widths >= 1; co2 needs at least one layer", &[Co2, Uci], "[8, 8]",
         "Hidden layer widths of the MLP."),
     key!("model.activation", "word", "required", "`relu`, `tanh`, `sigmoid`", &[Co2, Uci], "tanh",

@@ -10,11 +10,10 @@ use std::time::Instant;
 use anyhow::{Context as _, Result};
 use mcd_datasets::{co2, DataRoot};
 use mcd_evaluation::fit::{window_fit, WindowFit};
-use mcd_evaluation::regression::{self as reg, Affine};
-use mcd_evaluation::samples::SampleMatrix;
+use mcd_evaluation::regression as reg;
 use mcd_models::gp::{Gp, GpHyper};
-use mcd_models::mc::{mc_samples, standard_predict, to_vec_f32, McConfig};
-use mcd_models::mlp::{Activation, Mlp, SpreadFirstLayer};
+use mcd_models::mc::{to_vec_f32, McConfig};
+use mcd_models::mlp::{Activation, SpreadFirstLayer};
 use mcd_report::{band_figure, line_figure, BandPanel, Column, Series, Table, Values};
 use tch::{nn, Tensor};
 
@@ -25,6 +24,7 @@ use crate::config::{
     Checker, Co2Config, ConfigError, DataSource, Experiment, Regularisation, RegularisationRule,
     Rules, RunConfig, StudyConfig, StudyKind, TrainLength, TrainSettings,
 };
+use crate::methods::{RegressionPredictive, Regressor};
 use crate::output::OutputDir;
 use crate::{Context, Mode};
 
@@ -50,23 +50,33 @@ fn column(v: &[f32], device: tch::Device) -> Tensor {
         .to_device(device)
 }
 
-/// What one MC-dropout run produced.
+/// What one run of a method produced.
 struct RunResult {
     name: String,
+    /// The method (`model.method`) and its name in tables and figures ("MC dropout", ...).
+    method: &'static str,
+    label: &'static str,
     activation: Activation,
     dropout: f64,
     samples: usize,
+    /// The precision in the predictive variance (NaN: the method learns the noise per input).
     tau: f64,
     weight_decay: f64,
     train: TrainSummary,
-    /// MC predictive mean / sd over `x_all`.
-    mean: Vec<f64>,
-    sd: Vec<f64>,
+    /// The predictive over `x_all`: mean, sd and its epistemic and aleatoric parts.
+    pred: RegressionPredictive,
     /// Standard dropout (dropout off) over `x_all`.
     standard: Vec<f64>,
     /// Fig. 3: the same net with few passes.
-    small: Option<(usize, Vec<f64>, Vec<f64>)>,
+    small: Option<(usize, RegressionPredictive)>,
     train_ll: f64,
+}
+
+impl RunResult {
+    /// MC dropout's own runs (the paper's panels), not another method's.
+    fn is_mc_dropout(&self) -> bool {
+        self.method == "mc_dropout"
+    }
 }
 
 /// One row of the summary table.
@@ -87,6 +97,36 @@ struct Row {
     sd_near: f64,
     sd_star: f64,
     mean_star: f64,
+    /// Epistemic and aleatoric sd: mean over the training inputs, and at x*.
+    parts: SdParts,
+}
+
+/// The two parts of a predictive sd (NaN where a model has no such split).
+#[derive(Clone, Copy)]
+struct SdParts {
+    epistemic_train: f64,
+    aleatoric_train: f64,
+    epistemic_star: f64,
+    aleatoric_star: f64,
+}
+
+impl SdParts {
+    const NONE: SdParts = SdParts {
+        epistemic_train: f64::NAN,
+        aleatoric_train: f64::NAN,
+        epistemic_star: f64::NAN,
+        aleatoric_star: f64::NAN,
+    };
+
+    fn of(p: &RegressionPredictive, n_train: usize, star: usize) -> Self {
+        let mean = |v: &[f64]| v[..n_train].iter().sum::<f64>() / n_train.max(1) as f64;
+        SdParts {
+            epistemic_train: mean(&p.epistemic_sd),
+            aleatoric_train: mean(&p.aleatoric_sd),
+            epistemic_star: p.epistemic_sd[star],
+            aleatoric_star: p.aleatoric_sd[star],
+        }
+    }
 }
 
 /// The co2 study (registered in [`super::study`]).
@@ -100,6 +140,7 @@ impl super::Study for Co2 {
             searched_dropout: None,
             fixed_input_dropout: None,
             regularisation: RegularisationRule::Regression,
+            uses: crate::methods::Use::Regression,
         }
     }
 
@@ -168,7 +209,7 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
     if exp.sweep_keys.is_empty() {
         if let Some(r) = results
             .iter()
-            .find(|r| r.activation == Activation::Relu)
+            .find(|r| r.activation == Activation::Relu && r.is_mc_dropout())
             .or(results.first())
         {
             rows.push(Row {
@@ -187,6 +228,7 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
                 sd_near: f64::NAN,
                 sd_star: f64::NAN,
                 mean_star: r.standard[star],
+                parts: SdParts::NONE,
             });
         }
         if let Some((mean, sd, secs)) = &gp {
@@ -206,12 +248,14 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
                 sd_near: near(sd),
                 sd_star: sd[star],
                 mean_star: mean[star],
+                parts: SdParts::NONE,
             });
         }
     }
     for r in &results {
+        let (mean, sd) = (&r.pred.mean, &r.pred.sd);
         rows.push(Row {
-            model: format!("MC dropout {}", r.name),
+            model: format!("{} {}", r.label, r.name),
             activation: r.activation.to_string(),
             dropout: r.dropout,
             samples: r.samples as f64,
@@ -219,17 +263,19 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
             weight_decay: r.weight_decay,
             iterations: r.train.iterations as f64,
             train_seconds: r.train.seconds,
-            train_rmse: reg::rmse(&r.mean[..n_train], &y)?,
-            fit: judge(&r.mean[..n_train])?,
+            train_rmse: reg::rmse(&mean[..n_train], &y)?,
+            fit: judge(&mean[..n_train])?,
             train_ll: r.train_ll,
-            coverage: reg::coverage(&r.mean[..n_train], &r.sd[..n_train], &y, 2.0)?,
-            sd_near: near(&r.sd),
-            sd_star: r.sd[star],
-            mean_star: r.mean[star],
+            coverage: reg::coverage(&mean[..n_train], &sd[..n_train], &y, 2.0)?,
+            sd_near: near(sd),
+            sd_star: sd[star],
+            mean_star: mean[star],
+            parts: SdParts::of(&r.pred, n_train, star),
         });
-        if let Some((t, mean, sd)) = &r.small {
+        if let Some((t, small)) = &r.small {
+            let (mean, sd) = (&small.mean, &small.sd);
             rows.push(Row {
-                model: format!("MC dropout {} (T={t})", r.name),
+                model: format!("{} {} (T={t})", r.label, r.name),
                 activation: r.activation.to_string(),
                 dropout: r.dropout,
                 samples: *t as f64,
@@ -244,6 +290,7 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
                 sd_near: near(sd),
                 sd_star: sd[star],
                 mean_star: mean[star],
+                parts: SdParts::of(small, n_train, star),
             });
         }
     }
@@ -289,6 +336,7 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
     } else {
         draw_sd_curves(&inputs, &results, &figures)?;
     }
+    draw_sd_parts(&inputs, &results, &figures)?;
     let md = table.to_markdown();
     out.log(&format!("\n{md}"));
     Ok(())
@@ -370,28 +418,30 @@ fn run_one(
     });
     let (trainer, tau) = run.train_spec(TrainLength::Iterations(co2cfg.iterations), n_train)?;
     let weight_decay = trainer.weight_decay;
+    let method = run.model.method;
     let mut vs = nn::VarStore::new(ctx.device);
-    let model = Mlp::new(&vs.root(), &spec, run.seed);
+    let model = Regressor::new(method, &vs.root(), &spec, run.seed);
     let key = Key {
         schema: SCHEMA,
         study: StudyKind::Co2,
-        model: &spec,
+        model: &model.spec,
         train: &trainer,
         seed: run.seed,
         data: &DataFingerprint::of_values(&inputs.x_train, &inputs.y_train),
+        method: method.name(),
     }
     .hash()?;
     let train = load_or_train(cache, &key, &mut vs, ctx, out, &run.name, |vs| {
         let mut sink = ctx.display.sink(&run.name);
-        mcd_trainer::train_regression(
-            vs,
-            &model,
-            &column(&inputs.x_train, ctx.device),
-            &column(&inputs.y_train, ctx.device),
-            &trainer,
-            sink.as_mut(),
-        )
-        .with_context(|| format!("training run `{}`", run.name))
+        model
+            .train(
+                vs,
+                &column(&inputs.x_train, ctx.device),
+                &column(&inputs.y_train, ctx.device),
+                &trainer,
+                sink.as_mut(),
+            )
+            .with_context(|| format!("training run `{}`", run.name))
     })?;
     out.log(&format!(
         "[{}] {} it, {:.1}s, final loss {:.4}, weight decay {weight_decay:.3e}, tau {tau:.4}",
@@ -407,38 +457,21 @@ fn run_one(
         memory_budget_bytes: run.predict.memory_budget_bytes,
         seed: run.seed ^ PREDICT_SEED,
     };
-    let samples =
-        to_vec_f32(&mc_samples(&model, &x_all_t, &mc)).context("reading the MC samples")?;
+    let passes = model.passes(&x_all_t, &mc)?;
     let n_all = inputs.x_all.len();
-    let matrix = SampleMatrix::new(&samples, mc.samples, n_all)?;
-    let pred = reg::predictive(&matrix, tau)?;
-    let sd = pred.sd();
-    let train_cols: Vec<f32> = samples
-        .chunks(n_all)
-        .flat_map(|row| row[..n_train].iter().copied())
-        .collect();
-    let train_ll = reg::log_likelihood(
-        &SampleMatrix::new(&train_cols, mc.samples, n_train)?,
-        &inputs.y_train,
-        tau,
-        Affine::IDENTITY,
-    )?
-    .mean;
-    let standard: Vec<f64> = to_vec_f32(&standard_predict(&model, &x_all_t))
-        .context("reading the standard-dropout prediction")?
-        .into_iter()
-        .map(f64::from)
-        .collect();
+    let pred = method.regression_predictive(&passes, tau)?;
+    let train_ll =
+        method.regression_log_likelihood(&passes.inputs(0..n_train), &inputs.y_train, tau)?;
+    let standard = model.point(&x_all_t)?;
     let small = if run.model.activation == Activation::Relu && co2cfg.small_samples < mc.samples {
         let mc_small = McConfig {
             samples: co2cfg.small_samples,
             ..mc
         };
-        let s = to_vec_f32(&mc_samples(&model, &x_all_t, &mc_small))
-            .context("reading the MC samples (small T)")?;
-        let p = reg::predictive(&SampleMatrix::new(&s, mc_small.samples, n_all)?, tau)?;
-        let sd = p.sd();
-        Some((mc_small.samples, p.mean, sd))
+        let s = model
+            .passes(&x_all_t, &mc_small)
+            .context("the small-T passes")?;
+        Some((mc_small.samples, method.regression_predictive(&s, tau)?))
     } else {
         None
     };
@@ -450,14 +483,15 @@ fn run_one(
     ));
     Ok(Some(RunResult {
         name: run.name.clone(),
+        method: method.name(),
+        label: method.label(),
         activation: run.model.activation,
         dropout: run.model.dropout,
         samples: mc.samples,
-        tau,
+        tau: pred.tau.unwrap_or(f64::NAN),
         weight_decay,
         train,
-        mean: pred.mean,
-        sd,
+        pred,
         standard,
         small,
         train_ll,
@@ -541,6 +575,10 @@ fn summary_table(rows: &[Row], x_star: f32) -> Table {
             Column::new("sd_at_x_star", f(|r| r.sd_star)),
             Column::new("sd_ratio", f(|r| r.sd_star / r.sd_near)),
             Column::new("mean_at_x_star", f(|r| r.mean_star)),
+            Column::new("epistemic_sd_train", f(|r| r.parts.epistemic_train)),
+            Column::new("aleatoric_sd_train", f(|r| r.parts.aleatoric_train)),
+            Column::new("epistemic_sd_at_x_star", f(|r| r.parts.epistemic_star)),
+            Column::new("aleatoric_sd_at_x_star", f(|r| r.parts.aleatoric_star)),
         ],
     )
     .expect("all columns have one value per row")
@@ -573,12 +611,23 @@ fn predictions_table(
         ));
         cols.push(Column::new(
             format!("{}_mean", r.name),
-            Values::F64(r.mean.clone()),
+            Values::F64(r.pred.mean.clone()),
         ));
         cols.push(Column::new(
             format!("{}_sd", r.name),
-            Values::F64(r.sd.clone()),
+            Values::F64(r.pred.sd.clone()),
         ));
+        // A method that learns the noise per input: both parts per input.
+        if r.pred.tau.is_none() {
+            cols.push(Column::new(
+                format!("{}_epistemic_sd", r.name),
+                Values::F64(r.pred.epistemic_sd.clone()),
+            ));
+            cols.push(Column::new(
+                format!("{}_aleatoric_sd", r.name),
+                Values::F64(r.pred.aleatoric_sd.clone()),
+            ));
+        }
     }
     Table::from_columns("CO2 predictions per input", cols)
         .expect("all columns have one value per input")
@@ -614,8 +663,12 @@ fn draw_fig2(
     stem: &std::path::Path,
 ) -> Result<()> {
     let mut panels = Vec::new();
-    let relu = results.iter().find(|r| r.activation == Activation::Relu);
-    let tanh = results.iter().find(|r| r.activation == Activation::Tanh);
+    let mc = |act| {
+        results
+            .iter()
+            .find(|r| r.activation == act && r.is_mc_dropout())
+    };
+    let (relu, tanh) = (mc(Activation::Relu), mc(Activation::Tanh));
     if let Some(r) = relu.or(results.first()) {
         let zeros = vec![0.0; r.standard.len()];
         panels.push(panel(
@@ -641,8 +694,8 @@ fn draw_fig2(
         panels.push(panel(
             inputs,
             format!("(c) MC dropout, ReLU (T={})", r.samples),
-            &r.mean,
-            &r.sd,
+            &r.pred.mean,
+            &r.pred.sd,
             cfg.band_sd_relu,
             cfg.x_star,
         ));
@@ -651,9 +704,24 @@ fn draw_fig2(
         panels.push(panel(
             inputs,
             format!("(d) MC dropout, TanH (T={})", r.samples),
-            &r.mean,
-            &r.sd,
+            &r.pred.mean,
+            &r.pred.sd,
             cfg.band_sd_tanh,
+            cfg.x_star,
+        ));
+    }
+    // Other methods' runs, one panel each after the paper's four.
+    for (r, letter) in results.iter().filter(|r| !r.is_mc_dropout()).zip('e'..) {
+        let band = match r.activation {
+            Activation::Tanh => cfg.band_sd_tanh,
+            _ => cfg.band_sd_relu,
+        };
+        panels.push(panel(
+            inputs,
+            format!("({letter}) {}, {} (T={})", r.label, r.activation, r.samples),
+            &r.pred.mean,
+            &r.pred.sd,
+            band,
             cfg.x_star,
         ));
     }
@@ -667,24 +735,27 @@ fn draw_fig3(
     cfg: &Co2Config,
     stem: &std::path::Path,
 ) -> Result<()> {
-    let Some(r) = results.iter().find(|r| r.small.is_some()) else {
+    let Some(r) = results
+        .iter()
+        .find(|r| r.small.is_some() && r.is_mc_dropout())
+    else {
         return Ok(());
     };
-    let (t, mean, sd) = r.small.as_ref().expect("checked above");
+    let (t, small) = r.small.as_ref().expect("checked above");
     let panels = [
         panel(
             inputs,
             format!("MC dropout, ReLU, T={t}"),
-            mean,
-            sd,
+            &small.mean,
+            &small.sd,
             cfg.band_sd_relu,
             cfg.x_star,
         ),
         panel(
             inputs,
             format!("MC dropout, ReLU, T={}", r.samples),
-            &r.mean,
-            &r.sd,
+            &r.pred.mean,
+            &r.pred.sd,
             cfg.band_sd_relu,
             cfg.x_star,
         ),
@@ -702,9 +773,13 @@ fn draw_sd_curves(inputs: &Co2Inputs, results: &[RunResult], dir: &std::path::Pa
             .iter()
             .filter(|r| r.activation == act)
             .map(|r| Series {
-                label: format!("p = {}", r.dropout),
+                label: if r.is_mc_dropout() {
+                    format!("p = {}", r.dropout)
+                } else {
+                    format!("{}, p = {}", r.label, r.dropout)
+                },
                 x: x.clone(),
-                y: r.sd.clone(),
+                y: r.pred.sd.clone(),
             })
             .collect();
         if series.is_empty() {
@@ -718,6 +793,45 @@ fn draw_sd_curves(inputs: &Co2Inputs, results: &[RunResult], dir: &std::path::Pa
             &[(train_end, "end of training data")],
             true,
             &dir.join(format!("sd_vs_x_{act}")),
+        )?;
+    }
+    Ok(())
+}
+
+/// For each run whose method learns the noise per input: its predictive sd against x with the
+/// epistemic and aleatoric parts (`sd_parts_<run>`).
+fn draw_sd_parts(inputs: &Co2Inputs, results: &[RunResult], dir: &std::path::Path) -> Result<()> {
+    let x: Vec<f64> = inputs.x_all.iter().map(|&v| f64::from(v)).collect();
+    let train_end = inputs.x_train.iter().copied().fold(f32::MIN, f32::max) as f64;
+    for r in results.iter().filter(|r| r.pred.tau.is_none()) {
+        let series = |label: &str, y: &[f64]| Series {
+            label: label.into(),
+            x: x.clone(),
+            y: y.to_vec(),
+        };
+        let stem: String = r
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        line_figure(
+            &format!("Predictive sd and its parts, {} {}", r.label, r.name),
+            "x (standardised)",
+            "sd",
+            &[
+                series("total", &r.pred.sd),
+                series("epistemic", &r.pred.epistemic_sd),
+                series("aleatoric", &r.pred.aleatoric_sd),
+            ],
+            &[(train_end, "end of training data")],
+            true,
+            &dir.join(format!("sd_parts_{stem}")),
         )?;
     }
     Ok(())

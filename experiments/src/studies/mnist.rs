@@ -68,6 +68,7 @@ impl super::Study for MnistRotated {
             searched_dropout: None,
             fixed_input_dropout: None,
             regularisation: RegularisationRule::Classification,
+            uses: crate::methods::Use::Classification,
         }
     }
 
@@ -177,6 +178,7 @@ fn run_one(
         train: &trainer,
         seed: run.seed,
         data: &data,
+        method: run.model.method.name(),
     }
     .hash()?;
     let monitor = cfg.monitor_images.min(test.len()) as i64;

@@ -83,6 +83,8 @@ impl Protocol {
                 SetName::Uci(n) => n.to_string(),
                 SetName::Own { label, fingerprint } => format!("{label} {fingerprint}"),
             }),
+            // The only method the stacked grid serves (`Use::StackedRegression`).
+            method: "mc_dropout",
         }
         .hash()
     }
@@ -157,6 +159,7 @@ impl super::Study for Uci {
                  authors' protocol); remove this key",
             ),
             regularisation: RegularisationRule::TauGrid,
+            uses: crate::methods::Use::StackedRegression,
         }
     }
 

@@ -1,0 +1,234 @@
+//! Methods: how a study's network is built (one factory, [`Regressor::new`]), which objective
+//! it trains with (a value, [`mcd_trainer::Objective`]) and how its stochastic passes become a
+//! predictive distribution. Every method is registered in [`ALL`]; configs name it with
+//! `model.method`.
+//!
+//! Adding a method: a module here implementing [`Method`], its line in [`ALL`], and its name in
+//! `config/reference.rs` (`model.method`'s allowed values); a study that cannot use it says so
+//! through [`Use`] (checked at validation, never at run time).
+
+pub mod mc_dropout;
+
+use std::fmt;
+
+use anyhow::{Context as _, Result};
+use mcd_models::mc::{mc_samples, standard_predict, to_vec_f32, McConfig};
+use mcd_models::mlp::{Mlp, MlpSpec};
+use mcd_models::StochasticModel;
+use mcd_trainer::{Objective, ProgressSink, TrainReport, TrainSpec};
+use tch::{nn, Tensor};
+
+/// Every method, by the name configs give it; the first is the default.
+pub const ALL: &[&dyn Method] = &[&mc_dropout::McDropout];
+
+/// The default method (`model.method` absent).
+pub fn default_method() -> MethodRef {
+    MethodRef(ALL[0])
+}
+
+/// The method named `name`, if any.
+pub fn by_name(name: &str) -> Option<MethodRef> {
+    ALL.iter().find(|m| m.name() == name).map(|m| MethodRef(*m))
+}
+
+/// The names of the methods that serve `u`, for error messages.
+pub fn names_for(u: Use) -> Vec<&'static str> {
+    ALL.iter()
+        .filter(|m| m.serves(u))
+        .map(|m| m.name())
+        .collect()
+}
+
+/// What a study asks a method to build; a method says which it serves ([`Method::serves`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    /// One MLP regressing one target, through [`Regressor`] (co2).
+    Regression,
+    /// Many small regression MLPs trained as one `StackedMlp` (the uci grid).
+    StackedRegression,
+    /// A classifier (mnist_rotated's LeNet).
+    Classification,
+}
+
+impl Use {
+    /// What the study does, for the error naming a method it cannot use.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Use::Regression => "fits one regression MLP",
+            Use::StackedRegression => {
+                "trains its grid of regression MLPs as one stacked model (StackedMlp), which has \
+                 only MC dropout's single output"
+            }
+            Use::Classification => "trains a classifier (LeNet's class logits)",
+        }
+    }
+}
+
+/// An approximate predictive method. Stateless: one value per method in [`ALL`].
+pub trait Method: Sync {
+    /// The name configs give it (`model.method`).
+    fn name(&self) -> &'static str;
+    /// How tables and figures name it ("MC dropout").
+    fn label(&self) -> &'static str;
+    /// Whether a study of this kind can use it.
+    fn serves(&self, u: Use) -> bool;
+    /// Net outputs per regression target (MC dropout: the mean; heteroscedastic: mean and
+    /// log-variance).
+    fn outputs_per_target(&self) -> usize {
+        1
+    }
+    /// The regression net for `spec` (its `output_dim` already the method's), seeded.
+    fn regression_net(&self, vs: &nn::Path, spec: &MlpSpec, seed: u64) -> Box<dyn StochasticModel> {
+        Box::new(Mlp::new(vs, spec, seed))
+    }
+    /// What the regression net is trained to minimise.
+    fn regression_objective(&self) -> Box<dyn Objective>;
+    /// The predictive distribution of T passes over N inputs (one target), in the units the
+    /// net was trained in; `tau` is the run's model precision.
+    fn regression_predictive(&self, passes: &Passes, tau: f64) -> Result<RegressionPredictive>;
+    /// Mean log-likelihood of `targets` (one per input of `passes`) under that distribution.
+    fn regression_log_likelihood(&self, passes: &Passes, targets: &[f32], tau: f64) -> Result<f64>;
+}
+
+/// A registered method, as validated configs hold it (compared and printed by name).
+#[derive(Clone, Copy)]
+pub struct MethodRef(pub &'static dyn Method);
+
+impl std::ops::Deref for MethodRef {
+    type Target = dyn Method;
+    fn deref(&self) -> &Self::Target {
+        self.0
+    }
+}
+
+impl PartialEq for MethodRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name() == other.0.name()
+    }
+}
+
+impl fmt::Debug for MethodRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.name())
+    }
+}
+
+/// T passes' outputs over N inputs, `out` values per input, pass-major ([T, N, out]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Passes {
+    pub data: Vec<f32>,
+    pub t: usize,
+    pub n: usize,
+    pub out: usize,
+}
+
+impl Passes {
+    /// Output `j` of every pass and input, [T, N] pass-major.
+    pub fn output(&self, j: usize) -> Vec<f32> {
+        if self.out == 1 {
+            return self.data.clone();
+        }
+        self.data
+            .iter()
+            .skip(j)
+            .step_by(self.out)
+            .copied()
+            .collect()
+    }
+
+    /// The passes over inputs `range` only.
+    pub fn inputs(&self, range: std::ops::Range<usize>) -> Passes {
+        let row = self.n * self.out;
+        let data = self
+            .data
+            .chunks(row)
+            .flat_map(|pass| {
+                pass[range.start * self.out..range.end * self.out]
+                    .iter()
+                    .copied()
+            })
+            .collect();
+        Passes {
+            data,
+            t: self.t,
+            n: range.len(),
+            out: self.out,
+        }
+    }
+}
+
+/// A regression predictive per input: mean, total sd and its two parts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegressionPredictive {
+    pub mean: Vec<f64>,
+    /// sqrt(epistemic + aleatoric variance).
+    pub sd: Vec<f64>,
+    /// sqrt of the variance of the passes' means.
+    pub epistemic_sd: Vec<f64>,
+    /// sqrt of the observation noise: MC dropout's constant 1/tau, or the mean of the passes'
+    /// learnt variances.
+    pub aleatoric_sd: Vec<f64>,
+    /// `Some(tau)` when the noise is the constant 1/tau; `None` when it is learnt per input.
+    pub tau: Option<f64>,
+}
+
+/// A method's regression net: what a study builds (by [`Regressor::new`], the one factory),
+/// trains and predicts with.
+pub struct Regressor {
+    pub method: MethodRef,
+    /// The net's spec as built (`output_dim` = targets x the method's outputs per target):
+    /// what the weight cache keys on.
+    pub spec: MlpSpec,
+    pub net: Box<dyn StochasticModel>,
+}
+
+impl Regressor {
+    /// Builds `method`'s net for `spec` (whose `output_dim` counts the targets).
+    pub fn new(method: MethodRef, vs: &nn::Path, spec: &MlpSpec, seed: u64) -> Self {
+        let mut spec = spec.clone();
+        spec.output_dim *= method.outputs_per_target();
+        let net = method.regression_net(vs, &spec, seed);
+        Self { method, spec, net }
+    }
+
+    /// Trains the net on `x` [N, d], `y` [N, 1] with the method's objective.
+    pub fn train(
+        &self,
+        vs: &nn::VarStore,
+        x: &Tensor,
+        y: &Tensor,
+        spec: &TrainSpec,
+        progress: &mut dyn ProgressSink,
+    ) -> Result<TrainReport, mcd_trainer::TrainError> {
+        let objective = self.method.regression_objective();
+        mcd_trainer::train(
+            vs,
+            &*self.net,
+            x,
+            y,
+            spec,
+            objective.as_ref(),
+            progress,
+            &mut |_| None,
+        )
+    }
+
+    /// T passes over `x` as host values.
+    pub fn passes(&self, x: &Tensor, mc: &McConfig) -> Result<Passes> {
+        let data = to_vec_f32(&mc_samples(&*self.net, x, mc)).context("reading the MC samples")?;
+        Ok(Passes {
+            data,
+            t: mc.samples,
+            n: x.size()[0] as usize,
+            out: self.net.output_dim(),
+        })
+    }
+
+    /// One deterministic pass (dropout off: "standard dropout"), the mean output per input.
+    pub fn point(&self, x: &Tensor) -> Result<Vec<f64>> {
+        let out = self.net.output_dim();
+        let v = to_vec_f32(&standard_predict(&*self.net, x))
+            .context("reading the standard-dropout prediction")?;
+        Ok(v.iter().step_by(out).map(|&m| f64::from(m)).collect())
+    }
+}
