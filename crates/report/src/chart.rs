@@ -331,3 +331,78 @@ pub(crate) fn path_marks<'p>(
         })
         .collect()
 }
+
+/// Splits a polyline where it turns back sharply on screen, so each piece is drawn on its own.
+///
+/// Why: plotters joins the segments of a wide line with miter joins, and at a near-reversal
+/// (the sd of noisy MC passes zig-zags from point to point) the miter shoots far beyond both
+/// segments: spikes across the axes in the PNG. Pieces meet at the shared point without a join.
+pub(crate) fn unspiked<DB, CT>(
+    chart: &ChartContext<'_, DB, CT>,
+    pts: &[(f64, f64)],
+) -> Vec<Polyline>
+where
+    DB: DrawingBackend,
+    CT: CoordTranslate<From = (f64, f64)>,
+{
+    // A turn sharper than this (between the directions of consecutive segments) starts a
+    // new piece: the miter of a join with interior angle theta is w / sin(theta / 2) long, so
+    // turns past 120 degrees (interior angle under 60) would stick out more than twice the width.
+    const MAX_TURN_COS: f64 = -0.5;
+    let px = |p: &(f64, f64)| {
+        let (x, y) = chart.as_coord_spec().translate(p);
+        (f64::from(x), f64::from(y))
+    };
+    let mut pieces = Vec::new();
+    let mut cur: Polyline = Vec::new();
+    let mut last_dir: Option<(f64, f64)> = None;
+    for p in pts {
+        if let Some(prev) = cur.last() {
+            let (a, b) = (px(prev), px(p));
+            let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+            let len = (dx * dx + dy * dy).sqrt();
+            if len > 0.0 {
+                let dir = (dx / len, dy / len);
+                if let Some(d) = last_dir {
+                    if d.0 * dir.0 + d.1 * dir.1 < MAX_TURN_COS {
+                        let joint = *prev;
+                        pieces.push(std::mem::replace(&mut cur, vec![joint]));
+                    }
+                }
+                last_dir = Some(dir);
+            }
+        }
+        cur.push(*p);
+    }
+    if !cur.is_empty() {
+        pieces.push(cur);
+    }
+    pieces
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zigzag_is_cut_at_its_reversals_and_a_gentle_curve_is_not() {
+        let mut svg = String::new();
+        let root = SVGBackend::with_string(&mut svg, (400, 300)).into_drawing_area();
+        let chart = ChartBuilder::on(&root)
+            .build_cartesian_2d(0.0..20.0, 0.0..1.0)
+            .unwrap();
+        // Up and down every point: each interior point is a near-reversal on screen.
+        let zigzag: Vec<(f64, f64)> = (0..20).map(|i| (i as f64 * 0.05, (i % 2) as f64)).collect();
+        let pieces = unspiked(&chart, &zigzag);
+        assert_eq!(pieces.len(), 19, "{pieces:?}");
+        // Consecutive pieces share their joint, so nothing is lost.
+        for w in pieces.windows(2) {
+            assert_eq!(w[0].last(), w[1].first());
+        }
+        let gentle: Vec<(f64, f64)> = (0..200)
+            .map(|i| (i as f64 * 0.1, 0.5 + 0.4 * (i as f64 * 0.1).sin()))
+            .collect();
+        assert_eq!(unspiked(&chart, &gentle), vec![gentle.clone()]);
+        assert!(unspiked(&chart, &[]).is_empty());
+    }
+}

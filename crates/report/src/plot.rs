@@ -17,8 +17,8 @@ use plotters::prelude::*;
 
 use crate::chart::{
     box_marker, build_chart, dashed_marker, de, dot_marker, draw_custom_x_ticks, draw_legend,
-    lay_out, lin_chart, line_marker, path_marks, vline, vline_mark, ChartSpec, DrawResult, Layout,
-    Polyline, Y_LABEL_AREA,
+    lay_out, lin_chart, line_marker, path_marks, unspiked, vline, vline_mark, ChartSpec,
+    DrawResult, Layout, Polyline, Y_LABEL_AREA,
 };
 use crate::error::{ReportError, Result};
 use crate::legend::{Mark, LEFT_FIRST, RIGHT_FIRST};
@@ -589,8 +589,9 @@ fn draw_band_panel<DB: DrawingBackend>(
         (&shapes.obs, "observed", obs_style),
     ] {
         for (i, piece) in lines.iter().enumerate() {
+            let pieces = unspiked(&chart, piece);
             let anno = chart
-                .draw_series(LineSeries::new(piece.iter().copied(), style))
+                .draw_series(pieces.into_iter().map(|p| PathElement::new(p, style)))
                 .map_err(de)?;
             if i == 0 {
                 anno.label(label).legend(line_marker(style));
@@ -700,8 +701,9 @@ impl LineFigure<'_> {
         for (i, (label, runs)) in self.series.iter().enumerate() {
             let style = palette(i).stroke_width(3);
             for (j, run) in runs.iter().enumerate() {
+                let pieces = unspiked(&chart, run);
                 let anno = chart
-                    .draw_series(LineSeries::new(run.iter().copied(), style))
+                    .draw_series(pieces.into_iter().map(|p| PathElement::new(p, style)))
                     .map_err(de)?;
                 if j == 0 && !label.is_empty() {
                     anno.label(*label).legend(line_marker(style));
@@ -715,7 +717,8 @@ impl LineFigure<'_> {
     }
 }
 
-/// Line plot, one palette colour per series, optional dashed vertical lines and log y axis.
+/// Line plot, one palette colour per series, optional dashed vertical lines and log y axis (a
+/// linear one when the data span less than a decade, which a log axis would leave unlabelled).
 pub fn line_figure(
     title: &str,
     x_label: &str,
@@ -761,6 +764,8 @@ pub fn line_figure(
         .copied()
         .collect();
     let (x0, x1) = merge(Some((x0, x1)), finite_extent(vl.iter().map(|v| v.0))).unwrap_or((x0, x1));
+    // Within one decade a log axis gets no tick labels at all: draw such data on a linear one.
+    let log_y = log_y && y1 >= 10.0 * y0;
     let y = if log_y {
         padded_log(y0, y1)
     } else {
