@@ -151,6 +151,39 @@ fn unknown_method_lists_the_allowed_ones() {
 }
 
 #[test]
+fn a_method_the_study_cannot_use_is_a_located_error() {
+    // co2 takes the heteroscedastic head ...
+    let text = common::tiny_config().replace(
+        "  dropout: 0.1\n",
+        "  dropout: 0.1\n  method: heteroscedastic\n",
+    );
+    let exp = load_text(&text, &[]).unwrap();
+    assert_eq!(exp.runs[0].model.method.name(), "heteroscedastic");
+    // ... the mnist classifier does not: file, line, key, value and what is allowed.
+    let text = common::tiny_mnist_config().replace(
+        "  dropout: 0.25\n",
+        "  dropout: 0.25\n  method: heteroscedastic\n",
+    );
+    let e = err(&text, &[]);
+    assert_err(&e, "model.method", Some(10), "`heteroscedastic`");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("mnist_rotated") && msg.contains("allowed here: mc_dropout"),
+        "{msg}"
+    );
+    // ... nor the uci study's stacked grid, also from the command line.
+    let e = err(&uci_text(), &["model.method=heteroscedastic"]);
+    let msg = e.to_string();
+    assert_eq!(e.key, "model.method", "{msg}");
+    assert!(
+        msg.contains("StackedMlp")
+            && msg.contains("allowed here: mc_dropout")
+            && msg.contains("--set model.method=heteroscedastic"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn unknown_optimiser_and_zero_iterations() {
     let text = common::tiny_config().replace("optimizer: adam", "optimizer: lbfgs");
     assert_err(&err(&text, &[]), "trainer.optimizer", Some(14), "lbfgs");

@@ -98,6 +98,95 @@ fn tiny_co2_run_writes_its_folder_and_reuses_cached_weights() {
 }
 
 #[test]
+fn tiny_co2_run_with_the_heteroscedastic_method_reports_both_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = common::tiny_config()
+        .replace("  small_samples: 5\n", "  small_samples: 5\n  gp: false\n")
+        .replace(
+            "set: {model.activation: tanh, trainer.lr: 0.005}",
+            "set: {model.method: heteroscedastic}",
+        )
+        .replace("  - name: tanh\n", "  - name: het\n");
+    let cfg = common::write(dir.path(), "het.yaml", &text);
+    let results = dir.path().join("results");
+    let out = Command::new(env!("CARGO_BIN_EXE_mcd"))
+        .args([
+            "run",
+            cfg.to_str().unwrap(),
+            "--plain",
+            "--threads",
+            "2",
+            "--results",
+        ])
+        .arg(&results)
+        .output()
+        .expect("running mcd");
+    assert!(
+        out.status.success(),
+        "mcd failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let folder = results.join("tiny");
+    assert!(folder.join("figures/sd_parts_het.png").is_file());
+    assert!(!folder.join("figures/sd_parts_relu.png").exists());
+    let table = |name: &str| -> (Vec<String>, Vec<Vec<String>>) {
+        let text = std::fs::read_to_string(folder.join(format!("tables/{name}.csv"))).unwrap();
+        let mut lines = text.lines();
+        let header = lines.next().unwrap().split(',').map(String::from).collect();
+        let rows = lines
+            .map(|l| l.split(',').map(String::from).collect())
+            .collect();
+        (header, rows)
+    };
+    let (header, rows) = table("summary");
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r[col("model")] == "heteroscedastic MC dropout het")
+        .unwrap_or_else(|| panic!("no heteroscedastic row in {rows:?}"));
+    let num = |r: &Vec<String>, name: &str| -> f64 { r[col(name)].parse().unwrap() };
+    let (e, a, sd) = (
+        num(row, "epistemic_sd_at_x_star"),
+        num(row, "aleatoric_sd_at_x_star"),
+        num(row, "sd_at_x_star"),
+    );
+    assert!(e > 0.0 && a > 0.0, "{row:?}");
+    assert!(
+        (sd * sd - (e * e + a * a)).abs() < 1e-9 * sd * sd,
+        "{row:?}"
+    );
+    assert!(num(row, "epistemic_sd_train") > 0.0 && num(row, "aleatoric_sd_train") > 0.0);
+    assert!(
+        row[col("tau")].is_empty() || row[col("tau")] == "NaN",
+        "no tau: {row:?}"
+    );
+    // MC dropout's aleatoric part is 1/sqrt(tau), the same everywhere.
+    let mc = rows
+        .iter()
+        .find(|r| r[col("model")] == "MC dropout relu")
+        .unwrap();
+    let tau = num(mc, "tau");
+    assert!((num(mc, "aleatoric_sd_at_x_star") - 1.0 / tau.sqrt()).abs() < 1e-12);
+    let (header, _) = table("predictions");
+    for c in [
+        "het_mean",
+        "het_sd",
+        "het_epistemic_sd",
+        "het_aleatoric_sd",
+        "relu_sd",
+    ] {
+        assert!(
+            header.iter().any(|h| h == c),
+            "predictions lack {c}: {header:?}"
+        );
+    }
+    assert!(
+        !header.iter().any(|h| h == "relu_epistemic_sd"),
+        "{header:?}"
+    );
+}
+
+#[test]
 fn bad_config_exits_non_zero_and_keeps_previous_results() {
     let dir = tempfile::tempdir().unwrap();
     let results = dir.path().join("results");
