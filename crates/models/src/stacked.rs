@@ -213,6 +213,19 @@ impl StackedMlp {
         }
     }
 
+    /// [`StackedMlp::new`] with the stacked weights and biases registered as variables of `vs`
+    /// (`w<l>`, `b<l>` for layer l), so that `mcd_trainer::train`'s optimiser trains them and a
+    /// `VarStore` saves and loads them. The values are those of `new`: member m is still
+    /// `Mlp::new(spec_m, seed_m)`.
+    pub fn new_in(vs: &tch::nn::Path, spec: &MlpSpec, members: &[Member]) -> Self {
+        let mut stack = Self::new(spec, members);
+        for (l, (w, b)) in stack.layers.iter_mut().enumerate() {
+            *w = vs.var_copy(&format!("w{l}"), w);
+            *b = vs.var_copy(&format!("b{l}"), b);
+        }
+        stack
+    }
+
     /// Number of members.
     pub fn len(&self) -> usize {
         self.members.len()

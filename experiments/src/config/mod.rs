@@ -959,6 +959,30 @@ fn check_run(
             origin("model.method"),
         ));
     }
+    // A deep ensemble's size, and its members' drop rate (none).
+    let method = match (m.members, method.name()) {
+        (Some(k), "ensemble") => crate::methods::ensemble::Ensemble::with_members(positive(
+            src,
+            "model.members",
+            k,
+            origin,
+        )?),
+        (Some(k), other) => {
+            return Err(src.error(
+                "model.members",
+                format!("got {k}, but only `model.method: ensemble` has members (this run's method is `{other}`)"),
+                origin("model.members"),
+            ))
+        }
+        (None, _) => method,
+    };
+    if method.name() == "ensemble" && dropout != 0.0 {
+        return Err(src.error(
+            "model.dropout",
+            format!("got {dropout}, allowed with `model.method: ensemble`: 0 (an ensemble's members have no dropout)"),
+            origin("model.dropout"),
+        ));
+    }
     let model = ModelConfig {
         method,
         arch: match (m.arch, m.placement) {

@@ -136,6 +136,9 @@ pub struct RawModel {
     /// A name from `crate::methods::ALL` (checked in `check_run`); default `mc_dropout`.
     #[serde(default)]
     pub method: Option<String>,
+    /// Members of a deep ensemble (`method: ensemble` only; checked in `check_run`); default 5.
+    #[serde(default)]
+    pub members: Option<i64>,
 }
 
 fn default_arch() -> RawArch {

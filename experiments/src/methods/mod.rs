@@ -7,6 +7,7 @@
 //! `config/reference.rs` (`model.method`'s allowed values); a study that cannot use it says so
 //! through [`Use`] (checked at validation, never at run time).
 
+pub mod ensemble;
 pub mod heteroscedastic;
 pub mod mc_dropout;
 
@@ -20,7 +21,11 @@ use mcd_trainer::{Objective, ProgressSink, TrainReport, TrainSpec};
 use tch::{nn, Tensor};
 
 /// Every method, by the name configs give it; the first is the default.
-pub const ALL: &[&dyn Method] = &[&mc_dropout::McDropout, &heteroscedastic::Heteroscedastic];
+pub const ALL: &[&dyn Method] = &[
+    &mc_dropout::McDropout,
+    &heteroscedastic::Heteroscedastic,
+    &ensemble::Ensemble::DEFAULT,
+];
 
 /// The default method (`model.method` absent).
 pub fn default_method() -> MethodRef {
