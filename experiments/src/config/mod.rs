@@ -983,6 +983,32 @@ fn check_run(
             origin("model.dropout"),
         ));
     }
+    // Concrete dropout's mask temperature, and its initial drop rate (`model.dropout`) > 0.
+    let is_concrete = method.name() == "concrete_dropout";
+    let method = match m.temperature {
+        Some(t) if !is_concrete => {
+            return Err(src.error(
+                "model.temperature",
+                format!(
+                    "got {t}, but only `model.method: concrete_dropout` has a temperature (this run's method is `{}`)",
+                    method.name()
+                ),
+                origin("model.temperature"),
+            ))
+        }
+        Some(t) => crate::methods::concrete_dropout::ConcreteDropout::with_temperature(
+            finite_in(src, "model.temperature", t, t > 0.0, "a temperature > 0", origin)?,
+        ),
+        None => method,
+    };
+    if is_concrete && dropout == 0.0 {
+        return Err(src.error(
+            "model.dropout",
+            "got 0, allowed with `model.method: concrete_dropout`: the initial drop rate p of \
+             every layer, in (0, 1)",
+            origin("model.dropout"),
+        ));
+    }
     let model = ModelConfig {
         method,
         arch: match (m.arch, m.placement) {

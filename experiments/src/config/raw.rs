@@ -139,6 +139,9 @@ pub struct RawModel {
     /// Members of a deep ensemble (`method: ensemble` only; checked in `check_run`); default 5.
     #[serde(default)]
     pub members: Option<i64>,
+    /// Concrete dropout's mask temperature (`method: concrete_dropout` only); default 0.1.
+    #[serde(default)]
+    pub temperature: Option<f64>,
 }
 
 fn default_arch() -> RawArch {

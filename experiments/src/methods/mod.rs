@@ -7,6 +7,7 @@
 //! `config/reference.rs` (`model.method`'s allowed values); a study that cannot use it says so
 //! through [`Use`] (checked at validation, never at run time).
 
+pub mod concrete_dropout;
 pub mod ensemble;
 pub mod heteroscedastic;
 pub mod mc_dropout;
@@ -24,6 +25,7 @@ use tch::{nn, Tensor};
 pub const ALL: &[&dyn Method] = &[
     &mc_dropout::McDropout,
     &heteroscedastic::Heteroscedastic,
+    &concrete_dropout::ConcreteDropout::DEFAULT,
     &ensemble::Ensemble::DEFAULT,
 ];
 
@@ -89,6 +91,34 @@ pub trait Method: Sync {
     }
     /// What the regression net is trained to minimise.
     fn regression_objective(&self) -> Box<dyn Objective>;
+    /// The objective and training settings for the net built in `vs` from `net_spec`, on `n`
+    /// points with the run's precision `tau` (given by [`Regressor::with_precision`]); by default
+    /// [`Method::regression_objective`] and `train` as is. A method whose penalty depends on
+    /// learnt parameters (concrete dropout) builds it here from `vs` and may move the weight
+    /// decay into it.
+    fn regression_training(
+        &self,
+        vs: &nn::VarStore,
+        net_spec: &MlpSpec,
+        train: &TrainSpec,
+        n: usize,
+        tau: Option<f64>,
+    ) -> (Box<dyn Objective>, TrainSpec) {
+        let _ = (vs, net_spec, n, tau);
+        (self.regression_objective(), train.clone())
+    }
+    /// Parameters it learns beside the weights, by name, read from `vs` (concrete dropout: p
+    /// per layer), for the run's log and tables; by default none.
+    fn learned(&self, vs: &nn::VarStore, net_spec: &MlpSpec) -> Vec<(String, f64)> {
+        let _ = (vs, net_spec);
+        Vec::new()
+    }
+    /// The method in the weight-cache key (`cache::Key::method`): its name, plus any setting
+    /// the net spec and train spec do not carry.
+    fn cache_name(&self, tau: Option<f64>) -> String {
+        let _ = tau;
+        self.name().to_string()
+    }
     /// The predictive distribution of T passes over N inputs (one target), in the units the
     /// net was trained in; `tau` is the run's model precision.
     fn regression_predictive(&self, passes: &Passes, tau: f64) -> Result<RegressionPredictive>;
@@ -186,6 +216,9 @@ pub struct Regressor {
     /// what the weight cache keys on.
     pub spec: MlpSpec,
     pub net: Box<dyn StochasticModel>,
+    /// The run's model precision, for methods whose objective reads it
+    /// ([`Regressor::with_precision`]).
+    pub tau: Option<f64>,
 }
 
 impl Regressor {
@@ -194,7 +227,31 @@ impl Regressor {
         let mut spec = spec.clone();
         spec.output_dim *= method.outputs_per_target();
         let net = method.regression_net(vs, &spec, seed);
-        Self { method, spec, net }
+        Self {
+            method,
+            spec,
+            net,
+            tau: None,
+        }
+    }
+
+    /// The same, trained with the run's model precision `tau` (concrete dropout's regulariser
+    /// reads it).
+    pub fn with_precision(self, tau: f64) -> Self {
+        Self {
+            tau: Some(tau),
+            ..self
+        }
+    }
+
+    /// The method in the weight-cache key.
+    pub fn cache_name(&self) -> String {
+        self.method.cache_name(self.tau)
+    }
+
+    /// What the method learnt beside the weights (see [`Method::learned`]).
+    pub fn learned(&self, vs: &nn::VarStore) -> Vec<(String, f64)> {
+        self.method.learned(vs, &self.spec)
     }
 
     /// Trains the net on `x` [N, d], `y` [N, 1] with the method's objective.
@@ -206,13 +263,16 @@ impl Regressor {
         spec: &TrainSpec,
         progress: &mut dyn ProgressSink,
     ) -> Result<TrainReport, mcd_trainer::TrainError> {
-        let objective = self.method.regression_objective();
+        let n = x.size()[0] as usize;
+        let (objective, spec) = self
+            .method
+            .regression_training(vs, &self.spec, spec, n, self.tau);
         mcd_trainer::train(
             vs,
             &*self.net,
             x,
             y,
-            spec,
+            &spec,
             objective.as_ref(),
             progress,
             &mut |_| None,

@@ -420,7 +420,8 @@ fn run_one(
     let weight_decay = trainer.weight_decay;
     let method = run.model.method;
     let mut vs = nn::VarStore::new(ctx.device);
-    let model = Regressor::new(method, &vs.root(), &spec, run.seed);
+    let model = Regressor::new(method, &vs.root(), &spec, run.seed).with_precision(tau);
+    let cache_name = model.cache_name();
     let key = Key {
         schema: SCHEMA,
         study: StudyKind::Co2,
@@ -428,7 +429,7 @@ fn run_one(
         train: &trainer,
         seed: run.seed,
         data: &DataFingerprint::of_values(&inputs.x_train, &inputs.y_train),
-        method: method.name(),
+        method: &cache_name,
     }
     .hash()?;
     let train = load_or_train(cache, &key, &mut vs, ctx, out, &run.name, |vs| {
@@ -447,8 +448,21 @@ fn run_one(
         "[{}] {} it, {:.1}s, final loss {:.4}, weight decay {weight_decay:.3e}, tau {tau:.4}",
         run.name, train.iterations, train.seconds, train.final_loss
     ));
+    // What the method learnt beside the weights (concrete dropout: p per layer).
+    let learned = model.learned(&vs);
+    for (what, v) in &learned {
+        out.log(&format!("[{}] learnt {what}: {v:.4}", run.name));
+    }
     if ctx.mode == Mode::TrainOnly {
         return Ok(None);
+    }
+    if !learned.is_empty() {
+        let mut csv = String::from("method,parameter,value\n");
+        for (what, v) in &learned {
+            csv.push_str(&format!("{},\"{what}\",{v}\n", method.name()));
+        }
+        out.subdir("tables")?;
+        out.write(&format!("tables/learned_{}.csv", run.name), &csv)?;
     }
 
     let predict_started = Instant::now();
