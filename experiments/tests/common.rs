@@ -106,3 +106,37 @@ pub fn load_text(text: &str, overrides: &[&str]) -> Result<config::Experiment, C
         .collect();
     config::load(&path, &o)
 }
+
+/// Runs `mcd run <cfg> --plain --threads 2 --results <results>`, fails the test with mcd's stderr
+/// unless it succeeds, and returns its output.
+pub fn mcd_run(cfg: &Path, results: &Path) -> std::process::Output {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcd"))
+        .args([
+            "run",
+            cfg.to_str().unwrap(),
+            "--plain",
+            "--threads",
+            "2",
+            "--results",
+        ])
+        .arg(results)
+        .output()
+        .expect("running mcd");
+    assert!(
+        out.status.success(),
+        "mcd failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Asserts a config error names `key`, `line`, the file `exp.yaml` and each of `needles`.
+pub fn assert_config_error(e: &ConfigError, key: &str, line: Option<usize>, needles: &[&str]) {
+    let msg = e.to_string();
+    assert_eq!(e.key, key, "{msg}");
+    assert_eq!(e.line, line, "{msg}");
+    assert!(msg.contains("exp.yaml"), "`{msg}` should name the file");
+    for n in needles {
+        assert!(msg.contains(n), "`{msg}` should mention `{n}`");
+    }
+}

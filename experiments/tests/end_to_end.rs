@@ -109,23 +109,7 @@ fn tiny_co2_run_with_the_heteroscedastic_method_reports_both_parts() {
         .replace("  - name: tanh\n", "  - name: het\n");
     let cfg = common::write(dir.path(), "het.yaml", &text);
     let results = dir.path().join("results");
-    let out = Command::new(env!("CARGO_BIN_EXE_mcd"))
-        .args([
-            "run",
-            cfg.to_str().unwrap(),
-            "--plain",
-            "--threads",
-            "2",
-            "--results",
-        ])
-        .arg(&results)
-        .output()
-        .expect("running mcd");
-    assert!(
-        out.status.success(),
-        "mcd failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::mcd_run(&cfg, &results);
     let folder = results.join("tiny");
     assert!(folder.join("figures/sd_parts_het.png").is_file());
     assert!(!folder.join("figures/sd_parts_relu.png").exists());

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use mcd_experiments::config::ConfigError;
 
 /// The tiny co2 config with `model` lines replaced: `dropout: 0.1` becomes `lines`.
@@ -16,15 +14,7 @@ fn err(text: &str, overrides: &[&str]) -> ConfigError {
     common::load_text(text, overrides).expect_err("the config should be refused")
 }
 
-fn assert_err(e: &ConfigError, key: &str, line: Option<usize>, needles: &[&str]) {
-    let msg = e.to_string();
-    assert_eq!(e.key, key, "{msg}");
-    assert_eq!(e.line, line, "{msg}");
-    assert!(msg.contains("exp.yaml"), "`{msg}` should name the file");
-    for n in needles {
-        assert!(msg.contains(n), "`{msg}` should mention `{n}`");
-    }
-}
+use common::assert_config_error as assert_err;
 
 #[test]
 fn an_ensemble_config_loads_with_its_size() {
@@ -111,23 +101,7 @@ fn tiny_co2_run_with_an_ensemble_reports_the_mixture() {
     );
     let cfg = common::write(dir.path(), "ens.yaml", &text);
     let results = dir.path().join("results");
-    let out = Command::new(env!("CARGO_BIN_EXE_mcd"))
-        .args([
-            "run",
-            cfg.to_str().unwrap(),
-            "--plain",
-            "--threads",
-            "2",
-            "--results",
-        ])
-        .arg(&results)
-        .output()
-        .expect("running mcd");
-    assert!(
-        out.status.success(),
-        "mcd failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::mcd_run(&cfg, &results);
     let folder = results.join("tiny");
     assert!(folder.join("figures/sd_parts_ens.png").is_file());
     let text = std::fs::read_to_string(folder.join("tables/summary.csv")).unwrap();

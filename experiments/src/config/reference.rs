@@ -151,7 +151,7 @@ pub const KEYS: &[KeyDoc] = &[
     key!("co2.near_from", "number", "all training inputs", "a number", &[Co2], "-0.5",
         "`sd_near_data` averages the predictive sd over training inputs with x >= this."),
     key!("co2.fit_window", "integer", "12", ">= 3, at most the training points", &[Co2], "12",
-        "Points per window of the fit check (12: one year of the monthly series): a window is flat when the mean leaves half or more of the data's swing about their local trend unexplained."),
+        "Points per window of the fit check (12: one year of the monthly series): a window is flat when the data swing with structure about their local trend (lag-1 autocorrelation >= 0.4) and the mean leaves half or more of that swing unexplained."),
     key!("mnist", "section", "mnist_rotated: required", "", &[MnistRotated], "{digit_index: 9978, angles: [0, 30]}",
         "Rotated-MNIST study settings."),
     key!("mnist.digit_index", "integer", "required", "an index into the 10,000 test images", &[MnistRotated], "9978",

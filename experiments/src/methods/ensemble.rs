@@ -24,8 +24,6 @@
 use std::sync::Mutex;
 
 use anyhow::Result;
-use mcd_evaluation::regression::{mixture_log_likelihood, mixture_predictive, Affine};
-use mcd_evaluation::samples::SampleMatrix;
 use mcd_models::mlp::MlpSpec;
 use mcd_models::rng::SeededRng;
 use mcd_models::stacked::{Member, StackedMlp};
@@ -34,7 +32,9 @@ use mcd_trainer::{Objective, TrainError};
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 
-use super::{Method, MethodRef, Passes, RegressionPredictive, Use};
+use super::{
+    gaussian_mixture_log_likelihood, Method, MethodRef, Passes, RegressionPredictive, Use,
+};
 
 /// The method (`model.method: ensemble`) with M members (`model.members`); co2 only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,15 +239,7 @@ impl Method for Ensemble {
     /// The mixture's moments; `tau` is not used (the variance heads learn the noise).
     fn regression_predictive(&self, passes: &Passes, _tau: f64) -> Result<RegressionPredictive> {
         let (means, vars) = self.components(passes)?;
-        let p = mixture_predictive(&SampleMatrix::new(&means, self.members, passes.n)?, &vars)?;
-        let sqrt = |v: &[f64]| v.iter().map(|v| v.sqrt()).collect::<Vec<_>>();
-        Ok(RegressionPredictive {
-            sd: sqrt(&p.var),
-            epistemic_sd: sqrt(&p.epistemic),
-            aleatoric_sd: sqrt(&p.aleatoric),
-            mean: p.mean,
-            tau: None,
-        })
+        RegressionPredictive::gaussian_mixture(&means, &vars, self.members, passes.n)
     }
 
     fn regression_log_likelihood(
@@ -257,8 +249,7 @@ impl Method for Ensemble {
         _tau: f64,
     ) -> Result<f64> {
         let (means, vars) = self.components(passes)?;
-        let m = SampleMatrix::new(&means, self.members, passes.n)?;
-        Ok(mixture_log_likelihood(&m, &vars, targets, Affine::IDENTITY)?.mean)
+        gaussian_mixture_log_likelihood(&means, &vars, self.members, passes.n, targets)
     }
 }
 

@@ -10,12 +10,10 @@
 //! only sets the weight decay, as for MC dropout (`Regularisation::resolve`).
 
 use anyhow::Result;
-use mcd_evaluation::regression::{mixture_log_likelihood, mixture_predictive, Affine};
-use mcd_evaluation::samples::SampleMatrix;
 use mcd_trainer::{Objective, TrainError};
 use tch::{Kind, Tensor};
 
-use super::{Method, Passes, RegressionPredictive, Use};
+use super::{gaussian_mixture_log_likelihood, Method, Passes, RegressionPredictive, Use};
 
 /// The method (`model.method: heteroscedastic`); regression with one MLP only.
 pub struct Heteroscedastic;
@@ -82,15 +80,7 @@ impl Method for Heteroscedastic {
     /// The mixture's moments; `tau` is not used (no separate noise term, see the module docs).
     fn regression_predictive(&self, passes: &Passes, _tau: f64) -> Result<RegressionPredictive> {
         let (means, vars) = Self::split(passes);
-        let p = mixture_predictive(&SampleMatrix::new(&means, passes.t, passes.n)?, &vars)?;
-        let sqrt = |v: &[f64]| v.iter().map(|v| v.sqrt()).collect::<Vec<_>>();
-        Ok(RegressionPredictive {
-            sd: sqrt(&p.var),
-            epistemic_sd: sqrt(&p.epistemic),
-            aleatoric_sd: sqrt(&p.aleatoric),
-            mean: p.mean,
-            tau: None,
-        })
+        RegressionPredictive::gaussian_mixture(&means, &vars, passes.t, passes.n)
     }
 
     fn regression_log_likelihood(
@@ -100,8 +90,7 @@ impl Method for Heteroscedastic {
         _tau: f64,
     ) -> Result<f64> {
         let (means, vars) = Self::split(passes);
-        let m = SampleMatrix::new(&means, passes.t, passes.n)?;
-        Ok(mixture_log_likelihood(&m, &vars, targets, Affine::IDENTITY)?.mean)
+        gaussian_mixture_log_likelihood(&means, &vars, passes.t, passes.n, targets)
     }
 }
 

@@ -208,6 +208,44 @@ pub struct RegressionPredictive {
     pub tau: Option<f64>,
 }
 
+impl RegressionPredictive {
+    /// The predictive of passes that are Gaussians, `t` rows of `n` (mean, variance) pairs: their
+    /// equal-weight mixture (epistemic: the means' variance; aleatoric: the variances' mean).
+    pub fn gaussian_mixture(means: &[f32], vars: &[f64], t: usize, n: usize) -> Result<Self> {
+        let p = mcd_evaluation::regression::mixture_predictive(
+            &mcd_evaluation::SampleMatrix::new(means, t, n)?,
+            vars,
+        )?;
+        let sqrt = |v: &[f64]| v.iter().map(|v| v.sqrt()).collect::<Vec<_>>();
+        Ok(Self {
+            sd: sqrt(&p.var),
+            epistemic_sd: sqrt(&p.epistemic),
+            aleatoric_sd: sqrt(&p.aleatoric),
+            mean: p.mean,
+            tau: None,
+        })
+    }
+}
+
+/// Mean log-likelihood of `targets` under the mixture of Gaussian passes (see
+/// [`RegressionPredictive::gaussian_mixture`]).
+pub fn gaussian_mixture_log_likelihood(
+    means: &[f32],
+    vars: &[f64],
+    t: usize,
+    n: usize,
+    targets: &[f32],
+) -> Result<f64> {
+    let m = mcd_evaluation::SampleMatrix::new(means, t, n)?;
+    Ok(mcd_evaluation::regression::mixture_log_likelihood(
+        &m,
+        vars,
+        targets,
+        mcd_evaluation::regression::Affine::IDENTITY,
+    )?
+    .mean)
+}
+
 /// A method's regression net: what a study builds (by [`Regressor::new`], the one factory),
 /// trains and predicts with.
 pub struct Regressor {
