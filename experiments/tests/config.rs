@@ -397,6 +397,20 @@ fn first_layer_slope_and_fit_window_are_checked_and_uci_refuses_the_slope() {
 }
 
 #[test]
+fn a_base_value_one_variant_replaces_is_checked_where_it_is_kept() {
+    // The ensemble variant needs `model.dropout: 0` and sets it; the other run keeps the base
+    // 0.1, which is valid there. Once refused: the base value was checked in place of the
+    // ensemble's 0 although a run reads it.
+    let text = common::tiny_config().replace(
+        "set: {model.activation: tanh, trainer.lr: 0.005}",
+        "set: {model.method: ensemble, model.dropout: 0, model.members: 2}",
+    );
+    let exp = load_text(&text, &[]).unwrap();
+    assert_eq!(exp.runs[0].model.dropout, 0.1);
+    assert_eq!(exp.runs[1].model.dropout, 0.0);
+}
+
+#[test]
 fn a_base_value_every_variant_replaces_is_still_checked() {
     // Both variants set the activation, so the base value was never checked.
     let text = common::tiny_config().replace("activation: relu\n", "activation: sigmoidish\n");

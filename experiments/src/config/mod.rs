@@ -542,6 +542,9 @@ pub fn load_str(
     // check of each in place of its replacement said (in the first run that replaced it).
     let mut base_checks: std::collections::BTreeMap<String, Option<BaseVerdict>> =
         std::collections::BTreeMap::new();
+    // How many runs replace each such value: one that some run keeps is checked in that run.
+    let mut replaced_in: std::collections::BTreeMap<String, usize> =
+        std::collections::BTreeMap::new();
     for variant in &variants {
         for point in grid(&sweep) {
             let mut run_doc = doc.clone();
@@ -594,11 +597,13 @@ pub fn load_str(
             // The base document's values that this variant or sweep point replaces: would each
             // be accepted here? (Checked below, so that a value every run replaces is still
             // checked.)
-            let replaced = variant
+            let replaced: std::collections::BTreeSet<String> = variant
                 .iter()
                 .flat_map(|v| v.set.keys().map(key_string))
-                .chain(point.iter().map(|(k, _)| k.clone()));
+                .chain(point.iter().map(|(k, _)| k.clone()))
+                .collect();
             for key in replaced {
+                *replaced_in.entry(key.clone()).or_default() += 1;
                 let Some(base_value) = get_path(&doc, &key) else {
                     continue;
                 };
@@ -622,6 +627,10 @@ pub fn load_str(
         }
     }
     for (key, verdict) in base_checks {
+        if replaced_in.get(&key).copied().unwrap_or(0) < runs.len() {
+            // A run keeps the base value and has been checked with it.
+            continue;
+        }
         if let Some(BaseVerdict::Rejected(e)) = verdict {
             // The deeper of the two keys says more (`model.hidden` inside a replaced `model`).
             let at = if nested(&e.key, &key) { &e.key } else { &key };
