@@ -110,18 +110,24 @@ pub fn load_text(text: &str, overrides: &[&str]) -> Result<config::Experiment, C
 /// Runs `mcd run <cfg> --plain --threads 2 --results <results>`, fails the test with mcd's stderr
 /// unless it succeeds, and returns its output.
 pub fn mcd_run(cfg: &Path, results: &Path) -> std::process::Output {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcd"))
-        .args([
-            "run",
-            cfg.to_str().unwrap(),
-            "--plain",
-            "--threads",
-            "2",
-            "--results",
-        ])
-        .arg(results)
-        .output()
-        .expect("running mcd");
+    succeeded(
+        std::process::Command::new(env!("CARGO_BIN_EXE_mcd"))
+            .args([
+                "run",
+                cfg.to_str().unwrap(),
+                "--plain",
+                "--threads",
+                "2",
+                "--results",
+            ])
+            .arg(results)
+            .output()
+            .expect("running mcd"),
+    )
+}
+
+/// `out`, after failing the test with mcd's stderr unless the command succeeded.
+pub fn succeeded(out: std::process::Output) -> std::process::Output {
     assert!(
         out.status.success(),
         "mcd failed:\n{}",

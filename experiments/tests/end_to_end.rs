@@ -10,20 +10,7 @@ fn tiny_co2_run_writes_its_folder_and_reuses_cached_weights() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = common::write(dir.path(), "tiny.yaml", &common::tiny_config());
     let results = dir.path().join("results");
-    let run = || {
-        Command::new(env!("CARGO_BIN_EXE_mcd"))
-            .args([
-                "run",
-                cfg.to_str().unwrap(),
-                "--plain",
-                "--threads",
-                "2",
-                "--results",
-            ])
-            .arg(&results)
-            .output()
-            .expect("running mcd")
-    };
+    let run = || common::mcd_run(&cfg, &results);
     let out = run();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "mcd failed:\n{stderr}");

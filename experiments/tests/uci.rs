@@ -36,12 +36,7 @@ fn run(results: &Path, extra: &[&str]) -> Output {
         .arg(results)
         .output()
         .expect("running mcd");
-    assert!(
-        out.status.success(),
-        "mcd failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    common::succeeded(out)
 }
 
 /// `(dataset, split) -> JSON` of every resumable split result under the results cache.
