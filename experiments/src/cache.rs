@@ -69,6 +69,14 @@ pub struct Key<'a, M: Serialize, T: Serialize> {
     /// methods were named.
     #[serde(skip_serializing_if = "is_mc_dropout")]
     pub method: &'a str,
+    /// Steps of dropout warm-up (`trainer.dropout_warmup`); left out when 0, so keys from
+    /// before the warm-up existed are unchanged.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dropout_warmup: usize,
+}
+
+fn is_zero(steps: &usize) -> bool {
+    *steps == 0
 }
 
 fn is_mc_dropout(method: &&str) -> bool {
@@ -253,7 +261,7 @@ mod tests {
             p: f64,
         }
         let data = DataFingerprint::of_values(&[1.0, 2.0], &[3.0, 4.0]);
-        let key = |width, p, seed| {
+        let key = |width, p, seed, dropout_warmup| {
             Key {
                 schema: SCHEMA,
                 study: StudyKind::Co2,
@@ -262,14 +270,20 @@ mod tests {
                 seed,
                 data: &data,
                 method: "mc_dropout",
+                dropout_warmup,
             }
             .hash()
             .unwrap()
         };
-        let base = key(8, 0.1, 0);
+        let base = key(8, 0.1, 0, 0);
         assert_eq!(base.len(), 32);
-        assert_eq!(base, key(8, 0.1, 0));
-        for other in [key(9, 0.1, 0), key(8, 0.2, 0), key(8, 0.1, 1)] {
+        assert_eq!(base, key(8, 0.1, 0, 0));
+        for other in [
+            key(9, 0.1, 0, 0),
+            key(8, 0.2, 0, 0),
+            key(8, 0.1, 1, 0),
+            key(8, 0.1, 0, 100),
+        ] {
             assert_ne!(base, other);
         }
         let json = serde_json::to_string(&Key {
@@ -280,6 +294,7 @@ mod tests {
             seed: 2,
             data: &DataFingerprint::Named("x".into()),
             method: "mc_dropout",
+            dropout_warmup: 0,
         })
         .unwrap();
         assert_eq!(

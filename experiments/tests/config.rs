@@ -397,6 +397,42 @@ fn first_layer_slope_and_fit_window_are_checked_and_uci_refuses_the_slope() {
 }
 
 #[test]
+fn dropout_warmup_is_a_fraction_for_nets_with_fixed_drop_rates() {
+    let ok = load_text(&common::tiny_config(), &["trainer.dropout_warmup=0.5"]).unwrap();
+    assert_eq!(ok.runs[0].trainer.dropout_warmup, 0.5);
+    assert_eq!(ok.runs[0].trainer.dropout_warmup_steps(64_000), 32_000);
+    let off = load_text(&common::tiny_config(), &[]).unwrap();
+    assert_eq!(off.runs[0].trainer.dropout_warmup_steps(64_000), 0);
+    for bad in ["1", "-0.1", "1.5", ".nan"] {
+        let e = err(
+            &common::tiny_config(),
+            &[&format!("trainer.dropout_warmup={bad}")],
+        );
+        assert_eq!(e.key, "trainer.dropout_warmup", "{e}");
+        assert!(e.to_string().contains("[0, 1)"), "{e}");
+    }
+    // Nothing to warm up: a method that learns its rates, or a net without dropout.
+    let e = err(
+        &common::tiny_config(),
+        &[
+            "trainer.dropout_warmup=0.5",
+            "model.method=concrete_dropout",
+        ],
+    );
+    assert_eq!(e.key, "trainer.dropout_warmup", "{e}");
+    assert!(e.to_string().contains("concrete_dropout"), "{e}");
+    let e = err(
+        &common::tiny_config(),
+        &["trainer.dropout_warmup=0.5", "model.dropout=0"],
+    );
+    assert_eq!(e.key, "trainer.dropout_warmup", "{e}");
+    assert!(e.to_string().contains("no dropout"), "{e}");
+    // Only the co2 study reads it.
+    let e = err(&uci_text(), &["trainer.dropout_warmup=0.5"]);
+    assert_eq!(e.key, "trainer.dropout_warmup", "{e}");
+}
+
+#[test]
 fn a_base_value_one_variant_replaces_is_checked_where_it_is_kept() {
     // The ensemble variant needs `model.dropout: 0` and sets it; the other run keeps the base
     // 0.1, which is valid there. Once refused: the base value was checked in place of the

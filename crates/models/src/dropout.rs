@@ -11,7 +11,7 @@
 //! `1 / (1 - threshold / 65536)`, so the mask's expectation is exactly 1.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use tch::{Kind, Tensor};
 
@@ -33,6 +33,9 @@ pub(crate) const SCRATCH_MAX_ELEMENTS: usize = 1 << 22;
 pub struct Dropout {
     threshold: u32,
     scale: f32,
+    /// The threshold in force: `threshold`, unless a dropout warm-up lowered it for now
+    /// ([`Dropout::set_rate_fraction`]).
+    current: AtomicU32,
     seed: u64,
     calls: AtomicU64,
 }
@@ -81,10 +84,10 @@ impl Dropout {
     /// `p` is the probability of dropping a unit, in [0, 1).
     pub fn new(p: f64, seed: u64) -> Self {
         let threshold = (p.clamp(0.0, 1.0) * 65536.0).round().min(65535.0) as u32;
-        let scale = (1.0 / (1.0 - threshold as f64 / 65536.0)) as f32;
         Self {
             threshold,
-            scale,
+            scale: scale_of(threshold),
+            current: AtomicU32::new(threshold),
             seed: splitmix64(seed),
             calls: AtomicU64::new(0),
         }
@@ -95,6 +98,27 @@ impl Dropout {
         self.threshold as f64 / 65536.0
     }
 
+    /// Drops at `fraction` of the configured rate from now on (a dropout warm-up; 1 restores
+    /// the configured rate exactly, bit for bit). The mask stream is not touched.
+    pub fn set_rate_fraction(&self, fraction: f64) {
+        let t = if fraction >= 1.0 {
+            self.threshold
+        } else {
+            (f64::from(self.threshold) * fraction.max(0.0)).round() as u32
+        };
+        self.current.store(t, Ordering::Relaxed);
+    }
+
+    /// The threshold and kept-unit scale in force now.
+    fn in_force(&self) -> (u32, f32) {
+        let t = self.current.load(Ordering::Relaxed);
+        if t == self.threshold {
+            (t, self.scale)
+        } else {
+            (t, scale_of(t))
+        }
+    }
+
     /// Restart the mask stream (e.g. so a prediction is reproducible after training).
     pub fn reseed(&self, seed: u64) {
         self.calls
@@ -103,7 +127,7 @@ impl Dropout {
 
     /// Inverted dropout; identity when `train` is false or p == 0.
     pub fn forward(&self, xs: &Tensor, train: bool) -> Tensor {
-        if !train || self.threshold == 0 {
+        if !train || !self.is_active() {
             return xs.shallow_clone();
         }
         if is_plain_cpu_f32(xs) {
@@ -135,7 +159,7 @@ impl Dropout {
     /// `xs` is a CPU f32 tensor outside autograd that nothing else reads meanwhile; otherwise
     /// leaves it alone and returns false. The layer's call counter moves on only when applied.
     pub(crate) fn mask_in_place(&self, xs: &mut Tensor, relu: bool) -> bool {
-        if self.threshold == 0 || !is_plain_cpu_f32(xs) {
+        if !self.is_active() || !is_plain_cpu_f32(xs) {
             return false;
         }
         let call = self.calls.fetch_add(1, Ordering::Relaxed);
@@ -161,12 +185,12 @@ impl Dropout {
 
     /// The value of a kept unit's mask, 1 / (1 - effective rate).
     pub(crate) fn scale(&self) -> f32 {
-        self.scale
+        self.in_force().1
     }
 
     /// Whether this layer drops anything (p rounded to 2^-16 is above 0).
     pub fn is_active(&self) -> bool {
-        self.threshold > 0
+        self.in_force().0 > 0
     }
 
     /// Mask values (0 or scale) for `n` elements of call number `call`.
@@ -198,7 +222,7 @@ impl Dropout {
         let key = splitmix64(self.seed ^ call.wrapping_mul(0xD6E8_FEB8_6659_FD93));
         let first = start / LANES;
         let n = out.len();
-        let (thr, scale) = (self.threshold, self.scale);
+        let (thr, scale) = self.in_force();
         let threads = threads.clamp(1, n.div_ceil(PARALLEL_MIN_ELEMENTS).max(1));
         if threads == 1 {
             kernel::run::<OP>(key, first, out, thr, scale);
@@ -223,6 +247,11 @@ impl Dropout {
     pub fn skip_calls(&self, n: u64) {
         self.calls.fetch_add(n, Ordering::Relaxed);
     }
+}
+
+/// A kept unit's mask value for `threshold`: 1 / (1 - threshold / 65536).
+fn scale_of(threshold: u32) -> f32 {
+    (1.0 / (1.0 - f64::from(threshold) / 65536.0)) as f32
 }
 
 /// Threads for mask generation: libtorch's intra-op thread count, i.e. the CPU share this run

@@ -35,6 +35,11 @@ pub trait StochasticModel: tch::nn::ModuleT {
     fn memory_plan(&self) -> Option<&dyn MemoryPlan> {
         None
     }
+    /// Its dropout layers with a fixed configured rate, for a dropout warm-up during training
+    /// (`mcd_trainer::DropoutWarmup`); empty (the default) when it has none to lower.
+    fn dropout_layers(&self) -> Vec<&dropout::Dropout> {
+        Vec::new()
+    }
 }
 
 /// Memory planning of MC prediction for a [`StochasticModel`] that sizes its chunks: what a

@@ -460,6 +460,13 @@ impl StochasticModel for Mlp {
     fn memory_plan(&self) -> Option<&dyn MemoryPlan> {
         Some(self)
     }
+
+    fn dropout_layers(&self) -> Vec<&Dropout> {
+        self.input_dropout
+            .iter()
+            .chain(&self.hidden_dropout)
+            .collect()
+    }
 }
 
 impl MemoryPlan for Mlp {

@@ -10,6 +10,9 @@
 
 pub mod adam;
 pub mod stacked;
+pub mod warmup;
+
+pub use warmup::DropoutWarmup;
 
 use std::time::Instant;
 
@@ -268,7 +271,8 @@ pub fn train_classifier(
 }
 
 /// The one training loop: `model` (whose variables live in `vs`) on inputs `x` [N, ...] and
-/// targets `y`, minimising `objective` with dropout on. After every epoch (one pass over the
+/// targets `y`, minimising `objective` with dropout on. Each step runs one
+/// `model.forward_t(.., true)` (what [`DropoutWarmup`] counts steps by). After every epoch (one pass over the
 /// shuffled data) `on_epoch(epoch)` may return a summary, which is passed to the progress sink.
 #[allow(clippy::too_many_arguments)]
 pub fn train(

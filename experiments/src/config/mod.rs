@@ -283,6 +283,16 @@ pub struct TrainSettings {
     /// Seeds mini-batch shuffling (the run seed).
     pub seed: u64,
     pub log_every: usize,
+    /// Fraction of the steps over which the drop rates rise from 0 to the configured ones
+    /// (`trainer.dropout_warmup`; 0: none).
+    pub dropout_warmup: f64,
+}
+
+impl TrainSettings {
+    /// The warm-up's length in steps for a run of `iterations` steps.
+    pub fn dropout_warmup_steps(&self, iterations: usize) -> usize {
+        (self.dropout_warmup * iterations as f64).round() as usize
+    }
 }
 
 /// How long to train: optimiser steps, or epochs, which become steps once the data size is known.
@@ -1145,6 +1155,38 @@ fn check_run(
         },
     };
     let log_every = positive(src, "trainer.log_every", t.log_every.unwrap_or(100), origin)?;
+    let dropout_warmup = match t.dropout_warmup {
+        None => 0.0,
+        Some(f) => {
+            let f = finite_in(
+                src,
+                "trainer.dropout_warmup",
+                f,
+                (0.0..1.0).contains(&f),
+                "a fraction of the steps in [0, 1)",
+                origin,
+            )?;
+            if f > 0.0 && !matches!(model.method.name(), "mc_dropout" | "heteroscedastic") {
+                return Err(src.error(
+                    "trainer.dropout_warmup",
+                    format!(
+                        "got {f}, but `model.method: {}` has no fixed drop rates to warm up \
+                         (allowed with mc_dropout and heteroscedastic)",
+                        model.method.name()
+                    ),
+                    origin("trainer.dropout_warmup"),
+                ));
+            }
+            if f > 0.0 && model.dropout == 0.0 && model.input_dropout == 0.0 {
+                return Err(src.error(
+                    "trainer.dropout_warmup",
+                    format!("got {f}, but the net has no dropout to warm up (model.dropout is 0)"),
+                    origin("trainer.dropout_warmup"),
+                ));
+            }
+            f
+        }
+    };
     let trainer = TrainSettings {
         batch_size,
         lr,
@@ -1152,6 +1194,7 @@ fn check_run(
         optimizer,
         seed: raw.seed,
         log_every,
+        dropout_warmup,
     };
 
     let p = &raw.precision;

@@ -190,6 +190,8 @@ pub struct RawTrainer {
     pub weight_decay: Option<f64>,
     #[serde(default)]
     pub log_every: Option<i64>,
+    #[serde(default)]
+    pub dropout_warmup: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

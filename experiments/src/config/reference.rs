@@ -122,6 +122,8 @@ pub const KEYS: &[KeyDoc] = &[
         "L2 weight decay wd (gradient += wd * w); tau = (1 - p) l^2 / (2 N wd). uci derives it from each (p, tau)."),
     key!("trainer.log_every", "integer", "100", ">= 1", &[Co2, MnistRotated], "10",
         "Steps between loss reports (progress and the training curve); uci reports every 200 steps."),
+    key!("trainer.dropout_warmup", "number", "0", "[0, 1); > 0 only with `model.method` mc_dropout or heteroscedastic and some dropout", &[Co2], "0.5",
+        "Dropout warm-up (curriculum dropout): over this fraction of the steps every drop rate rises linearly from 0 to its configured value, then stays; the final objective, tau and the predictive are the configured rate's."),
     key!("precision", "section", "`{}`", "", ALL, "{length_scale: 0.25}",
         "Model precision tau and prior length-scale l: give two of `trainer.weight_decay`, `precision.tau`, `precision.length_scale` (uci: `length_scale`, optionally `tau` to fix it)."),
     key!("precision.length_scale", "number", "see `precision`", "> 0", ALL, "0.25",

@@ -612,7 +612,7 @@ mod tests {
             log_every: 100,
         };
         model
-            .train(&vs, &col(&x), &col(&y), &train, &mut Silent)
+            .train(&vs, &col(&x), &col(&y), &train, 0, &mut Silent)
             .unwrap();
         let learnt = model.learned(&vs);
         assert_eq!(learnt.len(), 2, "{learnt:?}");

@@ -409,6 +409,7 @@ mod tests {
                     lr: 0.003,
                     ..adam(1000, None)
                 },
+                0,
                 &mut Silent,
             )
             .unwrap();

@@ -192,7 +192,7 @@ mod tests {
             log_every: 100,
         };
         model
-            .train(&vs, &col(&x), &col(&y), &train, &mut Silent)
+            .train(&vs, &col(&x), &col(&y), &train, 0, &mut Silent)
             .unwrap();
         let probe = [-0.75f32, -0.5, 0.5, 0.75];
         let mc = McConfig {

@@ -292,26 +292,42 @@ impl Regressor {
         self.method.learned(vs, &self.spec)
     }
 
-    /// Trains the net on `x` [N, d], `y` [N, 1] with the method's objective.
+    /// Trains the net on `x` [N, d], `y` [N, 1] with the method's objective; over the first
+    /// `dropout_warmup` steps the drop rates rise from 0 to the configured ones
+    /// ([`mcd_trainer::DropoutWarmup`]; validation allows it only for nets with dropout layers).
     pub fn train(
         &self,
         vs: &nn::VarStore,
         x: &Tensor,
         y: &Tensor,
         spec: &TrainSpec,
+        dropout_warmup: usize,
         progress: &mut dyn ProgressSink,
     ) -> Result<TrainReport, mcd_trainer::TrainError> {
         let n = x.size()[0] as usize;
         let (objective, spec) = self
             .method
             .regression_training(vs, &self.spec, spec, n, self.tau);
+        let warmup = (dropout_warmup > 0)
+            .then(|| {
+                mcd_trainer::DropoutWarmup::new(
+                    objective.as_ref(),
+                    self.net.dropout_layers(),
+                    dropout_warmup,
+                )
+            })
+            .flatten();
+        let objective: &dyn Objective = match &warmup {
+            Some(w) => w,
+            None => objective.as_ref(),
+        };
         mcd_trainer::train(
             vs,
             &*self.net,
             x,
             y,
             &spec,
-            objective.as_ref(),
+            objective,
             progress,
             &mut |_| None,
         )

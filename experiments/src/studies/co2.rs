@@ -422,6 +422,7 @@ fn run_one(
     let mut vs = nn::VarStore::new(ctx.device);
     let model = Regressor::new(method, &vs.root(), &spec, run.seed).with_precision(tau);
     let cache_name = model.cache_name();
+    let warmup_steps = run.trainer.dropout_warmup_steps(trainer.iterations);
     let key = Key {
         schema: SCHEMA,
         study: StudyKind::Co2,
@@ -430,6 +431,7 @@ fn run_one(
         seed: run.seed,
         data: &DataFingerprint::of_values(&inputs.x_train, &inputs.y_train),
         method: &cache_name,
+        dropout_warmup: warmup_steps,
     }
     .hash()?;
     let train = load_or_train(cache, &key, &mut vs, ctx, out, &run.name, |vs| {
@@ -440,12 +442,18 @@ fn run_one(
                 &column(&inputs.x_train, ctx.device),
                 &column(&inputs.y_train, ctx.device),
                 &trainer,
+                warmup_steps,
                 sink.as_mut(),
             )
             .with_context(|| format!("training run `{}`", run.name))
     })?;
+    let warmup = if warmup_steps > 0 {
+        format!(", dropout warm-up over the first {warmup_steps} steps")
+    } else {
+        String::new()
+    };
     out.log(&format!(
-        "[{}] {} it, {:.1}s, final loss {:.4}, weight decay {weight_decay:.3e}, tau {tau:.4}",
+        "[{}] {} it, {:.1}s, final loss {:.4}, weight decay {weight_decay:.3e}, tau {tau:.4}{warmup}",
         run.name, train.iterations, train.seconds, train.final_loss
     ));
     // What the method learnt beside the weights (concrete dropout: p per layer).

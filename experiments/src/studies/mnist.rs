@@ -179,6 +179,7 @@ fn run_one(
         seed: run.seed,
         data: &data,
         method: run.model.method.name(),
+        dropout_warmup: 0,
     }
     .hash()?;
     let monitor = cfg.monitor_images.min(test.len()) as i64;

@@ -85,6 +85,7 @@ impl Protocol {
             }),
             // The only method the stacked grid serves (`Use::StackedRegression`).
             method: "mc_dropout",
+            dropout_warmup: 0,
         }
         .hash()
     }
