@@ -12,13 +12,21 @@ use tch::nn::VarStore;
 
 use crate::output::OutputDir;
 
-/// What training measured, kept beside the weights.
+/// What training measured, kept beside the weights: with `losses` and `tracked` it is the run's
+/// training curve, so a run that loads cached weights has the curve of the training that made
+/// them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TrainSummary {
     pub iterations: usize,
     pub seconds: f64,
     pub final_loss: f64,
     pub losses: Vec<(usize, f64)>,
+    /// The objective's tracked values at the same steps as `losses`
+    /// (`mcd_trainer::TrainReport::tracked`; concrete dropout: p per layer). `None`: an entry
+    /// written before they were recorded (such entries have no field, so their checksum is
+    /// unchanged and they still load); `Some(empty)`: nothing was tracked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracked: Option<Vec<(String, Vec<f64>)>>,
 }
 
 /// The `<key>.json` beside `<key>.ot`: the summary, and sha256s of the weights file and of the
@@ -211,6 +219,7 @@ impl From<mcd_trainer::TrainReport> for TrainSummary {
             seconds: r.seconds,
             final_loss: r.losses.last().map_or(f64::NAN, |l| l.1),
             losses: r.losses,
+            tracked: Some(r.tracked),
         }
     }
 }
@@ -252,6 +261,43 @@ pub fn load_or_train(
 mod tests {
     use super::*;
     use crate::config::StudyKind;
+
+    /// An entry written before summaries had `tracked` (checksummed over the old text) still
+    /// loads, its curve of losses intact and `tracked` `None`; a new one keeps what it tracked.
+    #[test]
+    fn an_entry_from_before_tracked_values_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = WeightCache::new(dir.path());
+        let vs = VarStore::new(tch::Device::Cpu);
+        let _w = vs.root().zeros("w", &[2, 3]);
+        let old = TrainSummary {
+            iterations: 3,
+            seconds: 0.5,
+            final_loss: 0.25,
+            losses: vec![(0, 1.0), (2, 0.25)],
+            tracked: None,
+        };
+        cache.store("old", &vs, &old).unwrap();
+        let text = fs::read_to_string(dir.path().join("old.json")).unwrap();
+        assert!(!text.contains("tracked"), "{text}");
+        // The summary's checksum is the one the code before `tracked` computed.
+        let before =
+            r#"{"iterations":3,"seconds":0.5,"final_loss":0.25,"losses":[[0,1.0],[2,0.25]]}"#;
+        assert!(
+            text.contains(&hex(&Sha256::digest(before.as_bytes()))),
+            "{text}"
+        );
+        let mut fresh = VarStore::new(tch::Device::Cpu);
+        let _w = fresh.root().zeros("w", &[2, 3]);
+        assert_eq!(cache.load("old", &mut fresh), Some(old.clone()));
+
+        let new = TrainSummary {
+            tracked: Some(vec![("p_before_layer1".into(), vec![0.1, 0.08])]),
+            ..old
+        };
+        cache.store("new", &vs, &new).unwrap();
+        assert_eq!(cache.load("new", &mut fresh), Some(new));
+    }
 
     #[test]
     fn a_key_is_its_settings_json_hashed() {

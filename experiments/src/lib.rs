@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod curves;
 pub mod interrupt;
 pub mod methods;
 pub mod output;

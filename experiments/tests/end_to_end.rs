@@ -213,6 +213,8 @@ fn tiny_mnist_run_writes_figures_and_tables() {
         "tables/rotation.csv",
         "tables/test_metrics.parquet",
         "tables/ood.md",
+        "tables/training_curves.md",
+        "figures/training_curves.svg",
     ] {
         let meta = std::fs::metadata(folder.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
         assert!(meta.len() > 0, "{f} is empty");
@@ -228,4 +230,13 @@ fn tiny_mnist_run_writes_figures_and_tables() {
         log.contains("epoch 1: accuracy on the first 100 test images"),
         "{log}"
     );
+    // 256 images in batches of 64, one epoch: 4 steps, logged every 2 and at the last.
+    let curves = std::fs::read_to_string(folder.join("tables/training_curves.csv")).unwrap();
+    let steps: Vec<&str> = curves
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap())
+        .collect();
+    assert_eq!(steps, ["0", "2", "3"], "{curves}");
+    assert!(curves.starts_with("run,step,loss\n"), "{curves}");
 }

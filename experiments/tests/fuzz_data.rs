@@ -233,6 +233,7 @@ fn damaged_cache_entries_are_not_loaded() {
         seconds: 0.1 + 0.2,
         final_loss: 1.0 / 3.0,
         losses: vec![(0, 2.0f64.sqrt()), (2, 1.0 / 3.0)],
+        tracked: Some(vec![("p_before_layer1".into(), vec![0.1, 0.1 + 0.2])]),
     };
     cache.store("k", &vs, &summary).unwrap();
     let weights = dir.path().join("k.ot");

@@ -75,6 +75,9 @@ fn quick_config_end_to_end_then_resume() {
         "figures/rmse_relative.png",
         "predictions/bostonHousing.parquet",
         "predictions/yacht.parquet",
+        "tables/training_curves.csv",
+        "tables/training_curves.md",
+        "figures/training_curves.png",
     ] {
         let meta = std::fs::metadata(folder.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
         assert!(meta.len() > 0, "{f} is empty");
@@ -93,7 +96,36 @@ fn quick_config_end_to_end_then_resume() {
         assert!(ll.is_finite() && ll < 0.0, "{name} LL {ll}");
     }
 
-    // Every split was saved; a second run reads them all back.
+    // One training curve per data set: the mean of its two final models' curves, ending at
+    // the last step (40 epochs of ceil(rows / 128) steps).
+    let curves_path = folder.join("tables/training_curves.csv");
+    let curves = std::fs::read_to_string(&curves_path).unwrap();
+    let mut lines = curves.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "run,step,loss,loss_min,loss_max,splits"
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    for name in ["bostonHousing", "yacht"] {
+        let mine: Vec<&Vec<&str>> = rows.iter().filter(|r| r[0] == name).collect();
+        assert!(mine.len() > 20, "{name}: {} logged steps", mine.len());
+        assert!(mine.iter().all(|r| r[5] == "2"), "{name}: {mine:?}");
+        let loss = |r: &Vec<&str>, i: usize| -> f64 { r[i].parse().unwrap() };
+        let (first, last) = (mine[0], mine[mine.len() - 1]);
+        assert_eq!(first[1], "0");
+        assert!(
+            loss(last, 2) < loss(first, 2),
+            "{name}: {first:?} -> {last:?}"
+        );
+        for r in &mine {
+            assert!(
+                loss(r, 3) <= loss(r, 2) && loss(r, 2) <= loss(r, 4),
+                "{r:?}"
+            );
+        }
+    }
+
+    // Every split was saved; a second run reads them all back, curves included.
     let files = split_files(&results);
     assert_eq!(files.len(), 4, "{files:?}");
     let again = run(&results, &[]);
@@ -103,6 +135,17 @@ fn quick_config_end_to_end_then_resume() {
         "{log}"
     );
     assert!(!log.contains("grid ("), "nothing is trained again:\n{log}");
+    assert_eq!(std::fs::read_to_string(&curves_path).unwrap(), curves);
+
+    // A split saved before curves were recorded (no `train_curve`) still loads: the data
+    // set's curve is the other split's, and the log says so.
+    let (_, boston0) = files
+        .iter()
+        .find(|(set, f)| set == "bostonHousing" && f.ends_with("split_00.json"))
+        .expect("boston split 0 saved");
+    let mut old = json(boston0);
+    old.as_object_mut().unwrap().remove("train_curve").unwrap();
+    std::fs::write(boston0, old.to_string()).unwrap();
 
     // A lost split is recomputed, alone this time, to the same result (up to f32 rounding in
     // batched kernels of another size): a split's nets, masks and passes depend on the seed,
@@ -116,6 +159,19 @@ fn quick_config_end_to_end_then_resume() {
     let third = run(&results, &[]);
     let log = String::from_utf8_lossy(&third.stderr);
     assert!(log.contains("yacht: 2 splits (1 already done"), "{log}");
+    assert!(
+        log.contains("bostonHousing: 1 of 2 splits were saved before training curves"),
+        "{log}"
+    );
+    let curves = std::fs::read_to_string(&curves_path).unwrap();
+    let boston: Vec<&str> = curves
+        .lines()
+        .filter(|l| l.starts_with("bostonHousing,"))
+        .collect();
+    assert!(
+        !boston.is_empty() && boston.iter().all(|l| l.ends_with(",1")),
+        "{curves}"
+    );
     let after = json(yacht1);
     for key in ["p", "tau", "test_rmse", "test_ll", "standard_rmse"] {
         let (a, b) = (before[key].as_f64().unwrap(), after[key].as_f64().unwrap());

@@ -11,7 +11,7 @@ mod table;
 
 pub use error::{ReportError, Result};
 pub use plot::{
-    band_figure, errorbar_figure, line_figure, reliability_figure, scatter_figure,
+    band_figure, curve_figure, errorbar_figure, line_figure, reliability_figure, scatter_figure,
     scatter_figure_with_thumbnails, BandPanel, ErrorGroup, ReliabilityBin, ScatterGroup, Series,
     Thumbnail,
 };

@@ -786,6 +786,26 @@ pub fn line_figure(
     )
 }
 
+/// Training curves: values (a loss, a learnt rate) against the training step, one palette colour
+/// per series, no reference lines. The y axis is logarithmic when every finite value is positive
+/// and they span a decade or more (a loss falling by orders of magnitude), else linear (a loss
+/// that can be negative, such as a Gaussian NLL, or one that barely moves), so no point is
+/// dropped for the axis' sake.
+pub fn curve_figure(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    stem: &Path,
+) -> Result<Vec<PathBuf>> {
+    let positive = series
+        .iter()
+        .flat_map(|s| &s.y)
+        .filter(|v| v.is_finite())
+        .all(|&v| v > 0.0);
+    line_figure(title, x_label, y_label, series, &[], positive, stem)
+}
+
 // ---------------------------------------------------------------------------
 // Scatter figure
 

@@ -103,6 +103,14 @@ pub struct TrainReport {
     pub iterations: usize,
     /// (iteration, loss) at every report point (the objective on that batch, dropout on).
     pub losses: Vec<(usize, f64)>,
+    /// Values recorded beside the loss at the same report points, by name, one value per entry
+    /// of `losses`: [`train`]'s are the objective's [`Objective::tracked`] (concrete dropout: p
+    /// per layer), read before the step, i.e. from the parameters that gave that loss. Empty
+    /// when the objective tracks nothing, and for [`stacked::train_stacked`].
+    pub tracked: Vec<(String, Vec<f64>)>,
+    /// [`stacked::train_stacked`] only: each member's own loss at the report points (one row
+    /// per member, one value per entry of `losses`, which holds their mean). Empty for [`train`].
+    pub member_losses: Vec<Vec<f64>>,
     pub seconds: f64,
 }
 
@@ -186,6 +194,12 @@ pub trait Objective {
     fn check_shapes(&self, x: &Tensor, y: &Tensor) -> Result<(), TrainError>;
     /// The scalar loss of the net's outputs `out` on a batch with targets `y`.
     fn loss(&self, out: &Tensor, y: &Tensor) -> Tensor;
+    /// Learnt values worth following through training (concrete dropout: its drop rates), by
+    /// name, read from the current parameters; [`train`] records them at every report point
+    /// ([`TrainReport::tracked`]). The names must be the same at every call. By default none.
+    fn tracked(&self) -> Vec<(String, f64)> {
+        Vec::new()
+    }
 }
 
 /// 0.5 * mean over points of the squared error (summed over outputs); targets [N, k] float.
@@ -303,6 +317,7 @@ pub fn train(
     let mut epoch = 0;
     let started = Instant::now();
     let mut losses = Vec::new();
+    let mut tracked: Vec<(String, Vec<f64>)> = Vec::new();
     progress.start(spec.iterations);
     for it in 0..spec.iterations {
         let lr = spec.schedule.lr(spec.lr, it, spec.iterations);
@@ -326,9 +341,24 @@ pub fn train(
         };
         let out = model.forward_t(&xb, true);
         let loss = objective.loss(&out, &yb);
-        opt.backward_step(&loss, lr);
         let last = it + 1 == spec.iterations;
-        if it.is_multiple_of(spec.log_every.max(1)) || last {
+        let report = it.is_multiple_of(spec.log_every.max(1)) || last;
+        if report {
+            // Before the step: the values of the parameters that gave this loss.
+            let values = objective.tracked();
+            if tracked.is_empty() {
+                tracked = values
+                    .iter()
+                    .map(|(n, _)| (n.clone(), Vec::new()))
+                    .collect();
+            }
+            for ((name, series), (got, v)) in tracked.iter_mut().zip(values) {
+                debug_assert_eq!(*name, got, "Objective::tracked changed its names");
+                series.push(v);
+            }
+        }
+        opt.backward_step(&loss, lr);
+        if report {
             let l = f64::try_from(&loss).map_err(|source| TrainError::Torch {
                 op: "reading the loss",
                 source,
@@ -352,6 +382,8 @@ pub fn train(
     Ok(TrainReport {
         iterations: spec.iterations,
         losses,
+        tracked,
+        member_losses: Vec::new(),
         seconds: started.elapsed().as_secs_f64(),
     })
 }

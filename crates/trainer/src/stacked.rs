@@ -69,7 +69,8 @@ pub struct StackedSpec {
     pub weight_decay: Vec<f64>,
     /// Seed of each member's mini-batch order.
     pub shuffle_seeds: Vec<u64>,
-    /// Report the mean member loss every this many steps.
+    /// Report the mean member loss every this many steps (each member's own loss is kept too,
+    /// [`TrainReport::member_losses`]).
     pub log_every: usize,
 }
 
@@ -113,6 +114,7 @@ pub fn train_stacked(
 
     let started = Instant::now();
     let mut losses = Vec::new();
+    let mut member_losses: Vec<Vec<f64>> = vec![Vec::new(); m];
     progress.start(total);
     let mut it = 0;
     for _epoch in 0..spec.epochs {
@@ -156,6 +158,9 @@ pub fn train_stacked(
                     });
                 }
                 let mean = per.iter().map(|&l| f64::from(l)).sum::<f64>() / m as f64;
+                for (series, &l) in member_losses.iter_mut().zip(&per) {
+                    series.push(f64::from(l));
+                }
                 losses.push((it, mean));
                 progress.step(it, mean, spec.lr);
             }
@@ -166,6 +171,8 @@ pub fn train_stacked(
     Ok(TrainReport {
         iterations: total,
         losses,
+        tracked: Vec::new(),
+        member_losses,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -304,6 +311,16 @@ mod tests {
         let first = report.losses.first().unwrap().1;
         let last = report.losses.last().unwrap().1;
         assert!(last < 0.5 * first, "loss {first} -> {last}");
+        // Each member's own curve, at the report points; `losses` is their mean.
+        assert_eq!(report.member_losses.len(), members.len());
+        for (k, &(_, mean)) in report.losses.iter().enumerate() {
+            let per: Vec<f64> = report.member_losses.iter().map(|c| c[k]).collect();
+            let want = per.iter().sum::<f64>() / per.len() as f64;
+            assert!(
+                (mean - want).abs() <= 1e-12 * want.abs(),
+                "{mean} vs {want}"
+            );
+        }
 
         for (i, &(p, seed, wd, set)) in members.iter().enumerate() {
             let alone = StackedMlp::new(
@@ -315,13 +332,15 @@ mod tests {
                 }],
             );
             let data = StackedData::new(&xs[set..=set], &ys[set..=set], vec![0]).unwrap();
-            train_stacked(
+            let solo = train_stacked(
                 &alone,
                 &data,
                 &run_spec(vec![wd], vec![seed ^ 7]),
                 &mut Silent,
             )
             .unwrap();
+            // Its training curve too: the member's own losses are the ones it has alone.
+            assert_eq!(solo.member_losses, vec![report.member_losses[i].clone()]);
             for ((wa, ba), (ws, bs)) in alone.member_layers(0).iter().zip(stack.member_layers(i)) {
                 let diff = f64::try_from((wa - &ws).abs().max())
                     .unwrap()

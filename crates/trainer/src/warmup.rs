@@ -64,6 +64,10 @@ impl Objective for DropoutWarmup<'_> {
         self.set(self.fraction(next));
         self.inner.loss(out, y)
     }
+
+    fn tracked(&self) -> Vec<(String, f64)> {
+        self.inner.tracked()
+    }
 }
 
 impl Drop for DropoutWarmup<'_> {

@@ -344,6 +344,20 @@ impl Objective for ConcreteObjective {
     fn loss(&self, out: &Tensor, y: &Tensor) -> Tensor {
         HalfMse.loss(out, y) + self.regulariser()
     }
+
+    /// Every learnt rate, as `p_before_layer{i}` (i: the Linear it drops the input of; 0 is
+    /// the input layer), so the training curve shows how p moves.
+    fn tracked(&self) -> Vec<(String, f64)> {
+        self.rates()
+            .into_iter()
+            .map(|(i, _, p)| (rate_name(i), p))
+            .collect()
+    }
+}
+
+/// The name of the learnt rate before Linear `i` in training curves ([`Objective::tracked`]).
+pub fn rate_name(i: usize) -> String {
+    format!("p_before_layer{i}")
 }
 
 impl ConcreteDropout {
@@ -611,11 +625,26 @@ mod tests {
             seed: 5,
             log_every: 100,
         };
-        model
+        let report = model
             .train(&vs, &col(&x), &col(&y), &train, 0, &mut Silent)
             .unwrap();
         let learnt = model.learned(&vs);
         assert_eq!(learnt.len(), 2, "{learnt:?}");
+        // The training curve follows both rates from p0 at every report point.
+        let names: Vec<&str> = report.tracked.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["p_before_layer1", "p_before_layer2"]);
+        for (name, series) in &report.tracked {
+            assert_eq!(series.len(), report.losses.len(), "{name}");
+            assert!(
+                (series[0] - 0.1).abs() < 1e-6,
+                "{name} starts at {}",
+                series[0]
+            );
+            assert!(
+                (series[series.len() - 1] - 0.1).abs() > 1e-3,
+                "{name} never moved: {series:?}"
+            );
+        }
         // It still predicts: the mean near 2 x + 8 at x = 0.
         let mc = McConfig {
             samples: 20,

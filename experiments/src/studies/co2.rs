@@ -24,6 +24,7 @@ use crate::config::{
     Checker, Co2Config, ConfigError, DataSource, Experiment, Regularisation, RegularisationRule,
     Rules, RunConfig, StudyConfig, StudyKind, TrainLength, TrainSettings,
 };
+use crate::curves::Curve;
 use crate::methods::{RegressionPredictive, Regressor};
 use crate::output::OutputDir;
 use crate::{Context, Mode};
@@ -337,6 +338,20 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
         draw_sd_curves(&inputs, &results, &figures)?;
     }
     draw_sd_parts(&inputs, &results, &figures)?;
+    let curves: Vec<Curve> = results
+        .iter()
+        .map(|r| Curve::of(&r.name, &r.train))
+        .collect();
+    crate::curves::write(
+        out,
+        "",
+        crate::curves::Labels {
+            table: "CO2 training curves: the objective on each logged step's batch (dropout on), per run",
+            figure: "CO2: training loss per run",
+            loss: "training loss (objective on the batch)",
+        },
+        &curves,
+    )?;
     let md = table.to_markdown();
     out.log(&format!("\n{md}"));
     Ok(())
@@ -460,6 +475,14 @@ fn run_one(
     let learned = model.learned(&vs);
     for (what, v) in &learned {
         out.log(&format!("[{}] learnt {what}: {v:.4}", run.name));
+    }
+    if !learned.is_empty() && train.tracked.is_none() {
+        out.log(&format!(
+            "[{}] the cached weights {key} were trained before learnt values were recorded \
+             during training: training_curves has this run's losses but no p columns for it \
+             (--retrain records them)",
+            run.name
+        ));
     }
     if ctx.mode == Mode::TrainOnly {
         return Ok(None);

@@ -29,6 +29,7 @@ use crate::config::{
     Checker, ConfigError, DataSource, Experiment, MnistConfig, Regularisation, RegularisationRule,
     Rules, RunConfig, StudyConfig, StudyKind, TrainSettings,
 };
+use crate::curves::Curve;
 use crate::output::OutputDir;
 use crate::{Context, Mode};
 
@@ -97,6 +98,20 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
     else {
         return Ok(());
     };
+    let curves: Vec<Curve> = outcomes
+        .iter()
+        .map(|o| Curve::of(&o.name, &o.train))
+        .collect();
+    crate::curves::write(
+        out,
+        "",
+        crate::curves::Labels {
+            table: "MNIST training curves: cross-entropy (nats) on each logged step's batch (dropout on), per run",
+            figure: "MNIST: training cross-entropy per run",
+            loss: "cross-entropy on the batch (nats)",
+        },
+        &curves,
+    )?;
     let tables = out.subdir("tables")?;
     let table = metrics_table(&outcomes)?;
     table.write_all(&tables, "test_metrics")?;

@@ -26,6 +26,7 @@ use mcd_models::rng::splitmix64;
 use mcd_models::stacked::{Member, StackedMlp};
 use mcd_report::{errorbar_figure, Column, Table};
 use mcd_trainer::stacked::{train_stacked, StackedData, StackedSpec};
+use mcd_trainer::TrainReport;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
@@ -35,6 +36,7 @@ use crate::config::{
     Checker, ConfigError, DataSource, Experiment, Regularisation, RegularisationRule, Rules,
     RunConfig, StudyConfig, StudyKind, TrainSettings, UciConfig, UciSets, OWN_TABLE_HIDDEN,
 };
+use crate::curves::Curve;
 use crate::output::OutputDir;
 use crate::tasks::Task;
 use crate::{Context, Mode};
@@ -141,7 +143,15 @@ struct SplitResult {
     y: Vec<f64>,
     mean: Vec<f64>,
     sd: Vec<f64>,
+    /// The final model's training curve: (step, its loss) at every logged step of the
+    /// retraining (0.5 MSE of standardised targets on the step's mini-batch, dropout on, without
+    /// the weight decay). `None` in a split saved before curves were recorded.
+    #[serde(default)]
+    train_curve: Option<Vec<(usize, f64)>>,
 }
+
+/// Logged steps of a retraining: about this many, the last step included.
+const CURVE_POINTS: usize = 100;
 
 /// The uci study (registered in [`super::study`]).
 pub struct Uci;
@@ -301,20 +311,23 @@ fn run_one(
     }
     let started = Instant::now();
     let mut summaries = Vec::new();
+    let mut curves = Vec::new();
     let wanted_set = |set: usize| unit.is_none_or(|u| u.set == set);
-    let run_set = |ds: UciDataset, summaries: &mut Vec<Summary>| -> Result<()> {
-        let proto = protocol(run, cfg, &ds)?;
-        let wanted: Vec<usize> = match unit {
-            Some(u) => u.splits.clone(),
-            None => (0..cfg.splits.unwrap_or(usize::MAX).min(ds.splits.len())).collect(),
+    let run_set =
+        |ds: UciDataset, summaries: &mut Vec<Summary>, curves: &mut Vec<Curve>| -> Result<()> {
+            let proto = protocol(run, cfg, &ds)?;
+            let wanted: Vec<usize> = match unit {
+                Some(u) => u.splits.clone(),
+                None => (0..cfg.splits.unwrap_or(usize::MAX).min(ds.splits.len())).collect(),
+            };
+            let results = run_dataset(&ds, &proto, cfg, ctx, out, &wanted)?;
+            if ctx.mode != Mode::TrainOnly {
+                write_predictions(out, prefix, &ds.name, &results)?;
+                curves.push(curve_of(&ds.name, &results, out));
+                summaries.push(Summary::of(ds.name, &results));
+            }
+            Ok(())
         };
-        let results = run_dataset(&ds, &proto, cfg, ctx, out, &wanted)?;
-        if ctx.mode != Mode::TrainOnly {
-            write_predictions(out, prefix, &ds.name, &results)?;
-            summaries.push(Summary::of(ds.name, &results));
-        }
-        Ok(())
-    };
     match &cfg.sets {
         UciSets::Vendored { dir, datasets, .. } => {
             let root = DataRoot::open(dir)
@@ -340,14 +353,14 @@ fn run_one(
                         return Err(e).with_context(|| format!("loading UCI data set {name}"))
                     }
                 };
-                run_set(ds, &mut summaries)?;
+                run_set(ds, &mut summaries, &mut curves)?;
             }
         }
         UciSets::Own { table, split, .. } => {
             let ds = crate::studies::load_table(table, out)?
                 .into_dataset(split)
                 .context("splitting data.csv")?;
-            run_set(ds, &mut summaries)?;
+            run_set(ds, &mut summaries, &mut curves)?;
         }
     }
     if ctx.mode == Mode::TrainOnly {
@@ -357,7 +370,43 @@ fn run_one(
         "UCI benchmark finished in {:.1} min",
         started.elapsed().as_secs_f64() / 60.0
     ));
-    write_tables(out, prefix, &summaries)
+    write_tables(out, prefix, &summaries)?;
+    crate::curves::write(
+        out,
+        prefix,
+        crate::curves::Labels {
+            table: "UCI training curves: the final models' loss (0.5 MSE, standardised targets, \
+                    on each logged step's mini-batch, dropout on), mean over splits, per data set",
+            figure: "UCI: final models' training loss (mean over splits)",
+            loss: "0.5 MSE on the batch (standardised)",
+        },
+        &curves,
+    )
+}
+
+/// A data set's training curve: the mean over its splits of the final model's (the retraining
+/// of the chosen p and tau on the whole training part) loss at each logged step, with the
+/// spread over splits. Splits saved before curves were recorded are left out, and the log says
+/// so.
+fn curve_of(name: &SetName, results: &[SplitResult], out: &OutputDir) -> Curve {
+    let have: Vec<&[(usize, f64)]> = results
+        .iter()
+        .filter_map(|r| r.train_curve.as_deref())
+        .collect();
+    let missing = results.len() - have.len();
+    if missing > 0 {
+        out.log(&format!(
+            "{name}: {missing} of {} splits were saved before training curves were recorded; \
+             training_curves {} (--retrain records them)",
+            results.len(),
+            if have.is_empty() {
+                "has no curve for this data set".to_string()
+            } else {
+                format!("averages the other {} (column `splits`)", have.len())
+            }
+        ));
+    }
+    Curve::mean_of(name.dir_name(), &have)
 }
 
 /// The protocol for one data set: the config's settings plus the data set's own grid, width
@@ -531,7 +580,7 @@ fn run_group(
         }
     }
     let sets: Vec<&UciSplit> = val.iter().collect();
-    let stack = train(
+    let (stack, _) = train(
         &sets,
         &members,
         &member_set,
@@ -539,6 +588,7 @@ fn run_group(
         proto,
         ctx,
         &label("grid"),
+        GRID_LOG_EVERY,
     )?;
     let scores = evaluate(
         &stack,
@@ -610,7 +660,10 @@ fn run_group(
         .map(|(&g, sp)| proto.weight_decay(grid[g].0, grid[g].1, sp.train_rows.len()))
         .collect::<Result<_>>()?;
     let sets: Vec<&UciSplit> = full.iter().collect();
-    let stack = train(
+    // The final models' curves: about CURVE_POINTS logged steps each.
+    let rows = sets[0].train_rows.len();
+    let steps = proto.epochs * rows.div_ceil(proto.batch_size.clamp(1, rows.max(1)));
+    let (stack, report) = train(
         &sets,
         &members,
         &member_set,
@@ -618,7 +671,9 @@ fn run_group(
         proto,
         ctx,
         &label("retrain"),
+        (steps / CURVE_POINTS).max(1),
     )?;
+    let logged: Vec<usize> = report.losses.iter().map(|l| l.0).collect();
     let tested = evaluate(
         &stack,
         &sets,
@@ -660,13 +715,25 @@ fn run_group(
                 y: stream.targets().to_vec(),
                 mean: pred.mean,
                 sd,
+                train_curve: Some(
+                    logged
+                        .iter()
+                        .copied()
+                        .zip(report.member_losses[s].iter().copied())
+                        .collect(),
+                ),
             })
         })
         .collect::<Result<_, mcd_evaluation::EvalError>>()
         .map_err(Into::into)
 }
 
-/// Trains one stack: member m on `sets[member_set[m]]`'s training part.
+/// How often the grid search logs its mean loss (only the progress display reads it).
+const GRID_LOG_EVERY: usize = 200;
+
+/// Trains one stack: member m on `sets[member_set[m]]`'s training part, logging the losses
+/// every `log_every` steps.
+#[allow(clippy::too_many_arguments)]
 fn train(
     sets: &[&UciSplit],
     members: &[Member],
@@ -675,7 +742,8 @@ fn train(
     proto: &Protocol,
     ctx: &Context,
     label: &str,
-) -> Result<StackedMlp> {
+    log_every: usize,
+) -> Result<(StackedMlp, TrainReport)> {
     let stack = StackedMlp::new(&proto.spec, members);
     let dev = |t: &Tensor| t.to_device(ctx.device);
     let xs: Vec<Tensor> = sets.iter().map(|s| dev(&s.x_train)).collect();
@@ -693,14 +761,14 @@ fn train(
             .iter()
             .map(|m| splitmix64(m.seed ^ 0x5_4FF1E))
             .collect(),
-        log_every: 200,
+        log_every,
     };
     let mut sink = ctx
         .display
         .sink(&format!("{label} ({} nets)", members.len()));
-    train_stacked(&stack, &data, &spec, sink.as_mut())
+    let report = train_stacked(&stack, &data, &spec, sink.as_mut())
         .with_context(|| format!("training {label}"))?;
-    Ok(stack)
+    Ok((stack, report))
 }
 
 /// MC evaluation of every member on its set's test part: a stream of T passes (original units,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::record::{self, Bitmap, Decision};
 use super::*;
 use crate::{
-    band_figure, errorbar_figure, line_figure, reliability_figure, scatter_figure,
+    band_figure, curve_figure, errorbar_figure, line_figure, reliability_figure, scatter_figure,
     scatter_figure_with_thumbnails, BandPanel, ErrorGroup, ReliabilityBin, ScatterGroup, Series,
     Thumbnail,
 };
@@ -192,6 +192,42 @@ fn line_figure_legend_avoids_data() {
         check(&ds[0], Corner::UpperLeft, &bitmap);
         assert_eq!(ds[0].frame.log_y, log_y);
     }
+}
+
+#[test]
+fn curve_figure_legend_avoids_data() {
+    let steps: Vec<f64> = (0..=100).map(|i| f64::from(i) * 50.0).collect();
+    // Losses fall from the upper left (the old place) over three decades, one run more slowly;
+    // a run that plateaus keeps the lower right; one curve shifted below 0 (a Gaussian NLL).
+    let curves = |shift: f64| -> Vec<Series> {
+        [1.0, 0.3]
+            .iter()
+            .map(|&k| Series {
+                label: format!("run k = {k}"),
+                x: steps.clone(),
+                y: steps
+                    .iter()
+                    .map(|&s| 2.0 * (-k * s / 800.0).exp() + 1e-3 - shift)
+                    .collect(),
+            })
+            .collect()
+    };
+    for (shift, log_y) in [(0.0, true), (0.5, false)] {
+        let (ds, bitmap) =
+            decisions(|stem| curve_figure("training", "step", "loss", &curves(shift), stem));
+        assert_eq!(ds.len(), 1);
+        check(&ds[0], Corner::UpperLeft, &bitmap);
+        // Log only when every value is positive (and they span decades).
+        assert_eq!(ds[0].frame.log_y, log_y, "shift {shift}");
+    }
+    // Positive values within a decade: a linear axis, which labels its ticks.
+    let flat = vec![Series {
+        label: "p".into(),
+        x: steps.clone(),
+        y: steps.iter().map(|&s| 0.1 - s * 1e-6).collect(),
+    }];
+    let (ds, _) = decisions(|stem| curve_figure("p", "step", "p", &flat, stem));
+    assert!(!ds[0].frame.log_y);
 }
 
 /// Fig. 4b-like softmax outputs over 12 rotations: class 1 sure for small angles, the others
