@@ -95,6 +95,39 @@ mnist:
     )
 }
 
+/// A tiny concrete_synthetic config: two sizes, two repetitions, 32-wide nets, 400 steps. Line
+/// numbers matter to the config-error tests (`concrete_synthetic.rs`): `dropout` is on line 6,
+/// `temperature` on 10, `iterations` on 12, `samples` on 21, `sizes` on 23, `repeats` on 24.
+pub fn tiny_synthetic_config() -> String {
+    "study: concrete_synthetic
+name: tiny_synthetic
+seed: 4
+model:
+  hidden: [32, 32, 32]
+  dropout: 0.1
+  input_dropout: 0.1
+  activation: relu
+  method: concrete_dropout
+  temperature: 0.1
+trainer:
+  iterations: 400
+  batch_size: 20
+  optimizer: adam
+  lr: 0.001
+  log_every: 100
+precision:
+  length_scale: 1.0e-4
+  tau: 1
+predict:
+  samples: 10
+concrete_synthetic:
+  sizes: [10, 2000]
+  repeats: 2
+  test_points: 200
+"
+    .to_string()
+}
+
 /// Loads `text` as a config file in a temporary folder, with `--set` overrides.
 #[allow(clippy::result_large_err)] // the loader's own error type
 pub fn load_text(text: &str, overrides: &[&str]) -> Result<config::Experiment, ConfigError> {

@@ -30,6 +30,7 @@ fn base(study: StudyKind) -> String {
              samples: 20\nuci:\n  datasets: [yacht]\n  epoch_multiplier: 1\n",
             common::data_dir().display()
         ),
+        StudyKind::ConcreteSynthetic => common::tiny_synthetic_config(),
     }
 }
 
@@ -76,7 +77,14 @@ fn every_documented_key_is_in_the_schema_and_read_by_its_studies() {
                 );
             }
         }
-        for &study in [StudyKind::Co2, StudyKind::MnistRotated, StudyKind::Uci].iter() {
+        for &study in [
+            StudyKind::Co2,
+            StudyKind::MnistRotated,
+            StudyKind::Uci,
+            StudyKind::ConcreteSynthetic,
+        ]
+        .iter()
+        {
             if k.studies.contains(&study) {
                 continue;
             }
@@ -134,6 +142,7 @@ fn every_key_of_the_schema_is_documented() {
         (StudyKind::Co2, "co2.band_sd"),
         (StudyKind::MnistRotated, "mnist"),
         (StudyKind::Uci, "uci"),
+        (StudyKind::ConcreteSynthetic, "concrete_synthetic"),
     ] {
         for field in schema_fields(study, section) {
             assert!(

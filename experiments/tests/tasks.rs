@@ -191,6 +191,22 @@ fn uci_as_tasks_collects_into_the_single_run_result() {
 }
 
 #[test]
+fn concrete_synthetic_as_tasks_collects_into_the_single_run_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = common::tiny_synthetic_config().replace("  repeats: 2\n", "  repeats: 1\n")
+        + "variants:\n  - name: a\n    set: {seed: 1}\n  - name: b\n    set: {seed: 2}\n";
+    let cfg = common::write(dir.path(), "synthetic.yaml", &text);
+    // Two runs of two nets each on two threads: every net trains on one, as in the tasks.
+    let n = tasks_then_collect_equals_one_run(&cfg, dir.path(), "tiny_synthetic", &[], "2");
+    assert_eq!(n, 2);
+    // Several runs: a `run` column, and one row per (run, N, repetition) plus a mean row.
+    let csv = std::fs::read_to_string(dir.path().join("single/tiny_synthetic/tables/summary.csv"))
+        .unwrap();
+    assert!(csv.starts_with("run,N,repeat,"), "{csv}");
+    assert_eq!(csv.lines().count(), 1 + 2 * 2 * 2, "{csv}");
+}
+
+#[test]
 fn missing_tasks_are_named_and_nothing_is_collected() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = sweep_config(dir.path());

@@ -12,8 +12,8 @@ mod table;
 pub use error::{ReportError, Result};
 pub use plot::{
     band_figure, curve_figure, errorbar_figure, line_figure, reliability_figure, scatter_figure,
-    scatter_figure_with_thumbnails, BandPanel, ErrorGroup, ReliabilityBin, ScatterGroup, Series,
-    Thumbnail,
+    scatter_figure_with_thumbnails, spread_figure, BandPanel, ErrorGroup, ReliabilityBin,
+    ScatterGroup, Series, SpreadSeries, Thumbnail,
 };
 pub use style::PALETTE;
 pub use table::{format_sig4, Column, Table, Values};

@@ -61,6 +61,20 @@ pub struct Series {
     pub y: Vec<f64>,
 }
 
+/// A labelled line of means with a spread at each x (e.g. ± the sd over repetitions), for
+/// [`spread_figure`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpreadSeries {
+    /// Legend text.
+    pub label: String,
+    /// Abscissae.
+    pub x: Vec<f64>,
+    /// The means, same length as `x`.
+    pub mean: Vec<f64>,
+    /// Half-width of the error bar at each x, same length as `x`.
+    pub spread: Vec<f64>,
+}
+
 /// A labelled point cloud for [`scatter_figure`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScatterGroup {
@@ -1246,6 +1260,192 @@ pub fn errorbar_figure(
             y_label,
             labels,
             groups,
+            y: padded(y0, y1, 0.08),
+        },
+        stem,
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Spread figure
+
+/// One series of a spread figure, in plotted x (log10 x on a log axis): its label, the line
+/// through its means, its error bars (with caps) and the means as dots.
+type SpreadShapes<'s> = (&'s str, Vec<Polyline>, Vec<Polyline>, Vec<(f64, f64)>);
+
+struct SpreadFigure<'s> {
+    title: &'s str,
+    x_label: &'s str,
+    y_label: &'s str,
+    series: Vec<SpreadShapes<'s>>,
+    /// Custom x ticks (a log axis: at the data's x, labelled with it); `None`: plotters' own.
+    x_ticks: Option<Vec<(f64, String)>>,
+    x: Range<f64>,
+    y: Range<f64>,
+}
+
+impl Figure for SpreadFigure<'_> {
+    fn size(&self) -> (u32, u32) {
+        (960, 640)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<()> {
+        let labelled = |s: &SpreadShapes| !s.0.is_empty() && !s.3.is_empty();
+        let mut marks = Vec::new();
+        for (_, lines, bars, dots) in &self.series {
+            marks.extend(path_marks(lines, 3.0));
+            marks.extend(path_marks(bars, 2.0));
+            marks.extend(dots.iter().map(|&at| Mark::Dot { at, r: 5.0 }));
+        }
+        let spec = ChartSpec {
+            title: self.title,
+            x_label: self.x_label,
+            y_label: self.y_label,
+            x: self.x.clone(),
+            y: self.y.clone(),
+            log_y: false,
+            y_label_area: 96,
+            x_ticks: self.x_ticks.is_none(),
+            labels: self
+                .series
+                .iter()
+                .filter(|s| labelled(s))
+                .map(|s| s.0.to_owned())
+                .collect(),
+            marks,
+            order: RIGHT_FIRST,
+        };
+        let (mut chart, legend) = lin_chart(root, &spec)?;
+        if let Some(ticks) = &self.x_ticks {
+            draw_custom_x_ticks(root, &chart, ticks)?;
+        }
+        for (i, s) in self.series.iter().enumerate() {
+            let (label, lines, bars, dots) = s;
+            let colour = palette(i);
+            let line = colour.stroke_width(3);
+            chart
+                .draw_series(
+                    bars.iter()
+                        .map(|b| PathElement::new(b.clone(), colour.stroke_width(2))),
+                )
+                .map_err(de)?;
+            chart
+                .draw_series(lines.iter().map(|l| PathElement::new(l.clone(), line)))
+                .map_err(de)?;
+            let anno = chart
+                .draw_series(dots.iter().map(|&p| Circle::new(p, 5, colour.filled())))
+                .map_err(de)?;
+            if labelled(s) {
+                anno.label(*label).legend(line_marker(line));
+            }
+        }
+        draw_legend(&mut chart, legend.as_ref())
+    }
+}
+
+/// Means at a few x joined by a line, each with a ± spread error bar (e.g. the sd over
+/// repetitions), one palette colour per series. With `log_x` the x axis is log10 x, ticked at
+/// the series' x values (up to 12 distinct ones; else at powers of ten) and labelled with them;
+/// x <= 0 is then left out. A NaN mean is a gap; a NaN or zero spread draws no bar.
+pub fn spread_figure(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[SpreadSeries],
+    log_x: bool,
+    stem: &Path,
+) -> Result<Vec<PathBuf>> {
+    let tx = |x: f64| {
+        if !log_x {
+            x
+        } else if x > 0.0 {
+            x.log10()
+        } else {
+            f64::NAN
+        }
+    };
+    let mut prepared = Vec::with_capacity(series.len());
+    for s in series {
+        check_len(
+            stem,
+            &format!("series '{}': x vs mean", s.label),
+            s.x.len(),
+            s.mean.len(),
+        )?;
+        check_len(
+            stem,
+            &format!("series '{}': x vs spread", s.label),
+            s.x.len(),
+            s.spread.len(),
+        )?;
+        let x: Vec<f64> = s.x.iter().map(|&v| tx(v)).collect();
+        let lines = sorted_segments(&x, &s.mean);
+        let dots: Vec<(f64, f64)> = x
+            .iter()
+            .zip(&s.mean)
+            .filter(|(x, m)| x.is_finite() && m.is_finite())
+            .map(|(&x, &m)| (x, m))
+            .collect();
+        // (x, mean, half-width) of each bar; caps once the x range is known.
+        let bars: Vec<(f64, f64, f64)> = x
+            .iter()
+            .zip(&s.mean)
+            .zip(&s.spread)
+            .filter(|((x, m), e)| x.is_finite() && m.is_finite() && e.is_finite() && **e != 0.0)
+            .map(|((&x, &m), &e)| (x, m, e.abs()))
+            .collect();
+        prepared.push((s.label.as_str(), lines, bars, dots));
+    }
+    let xs = || prepared.iter().flat_map(|p| p.3.iter().map(|d| d.0));
+    let ys = || {
+        prepared.iter().flat_map(|p| {
+            p.3.iter()
+                .map(|d| d.1)
+                .chain(p.2.iter().flat_map(|&(_, m, e)| [m - e, m + e]))
+        })
+    };
+    let (Some((x0, x1)), Some((y0, y1))) = (finite_extent(xs()), finite_extent(ys())) else {
+        return Err(empty(stem, "no finite means in any series"));
+    };
+    let x = padded(x0, x1, 0.05);
+    let cap = 0.01 * (x.end - x.start);
+    let series_drawn = prepared
+        .into_iter()
+        .map(|(label, lines, bars, dots)| {
+            let mut paths = Vec::with_capacity(3 * bars.len());
+            for (x, m, e) in bars {
+                let (lo, hi) = (m - e, m + e);
+                paths.push(vec![(x, lo), (x, hi)]);
+                paths.push(vec![(x - cap, lo), (x + cap, lo)]);
+                paths.push(vec![(x - cap, hi), (x + cap, hi)]);
+            }
+            (label, lines, paths, dots)
+        })
+        .collect::<Vec<_>>();
+    let x_ticks = log_x.then(|| {
+        let mut at: Vec<f64> = series
+            .iter()
+            .flat_map(|s| s.x.iter().copied())
+            .filter(|v| *v > 0.0 && v.is_finite())
+            .collect();
+        at.sort_by(f64::total_cmp);
+        at.dedup();
+        if at.len() > 12 {
+            let (lo, hi) = (x.start.ceil() as i32, x.end.floor() as i32);
+            at = (lo..=hi).map(|e| 10f64.powi(e)).collect();
+        }
+        at.into_iter()
+            .map(|v| (v.log10(), format!("{v}")))
+            .collect::<Vec<_>>()
+    });
+    render(
+        &SpreadFigure {
+            title,
+            x_label,
+            y_label,
+            series: series_drawn,
+            x_ticks,
+            x,
             y: padded(y0, y1, 0.08),
         },
         stem,

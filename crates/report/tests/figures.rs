@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 
 use mcd_report::{
     band_figure, errorbar_figure, line_figure, reliability_figure, scatter_figure,
-    scatter_figure_with_thumbnails, BandPanel, ReportError, ScatterGroup, Series, Thumbnail,
+    scatter_figure_with_thumbnails, spread_figure, BandPanel, ReportError, ScatterGroup, Series,
+    SpreadSeries, Thumbnail,
 };
 
 const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
@@ -280,6 +281,56 @@ fn errorbar_figure_groups_side_by_side() {
     let bad = vec![("short".to_owned(), vec![1.0], vec![0.1])];
     let err = errorbar_figure("t", "y", &labels, &bad, &stem).expect_err("length mismatch");
     assert!(matches!(err, ReportError::InvalidInput { .. }), "{err}");
+}
+
+#[test]
+fn spread_figure_on_a_log_axis_labels_the_data_sizes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stem = dir.path().join("p_vs_n");
+    let x = vec![10.0, 25.0, 100.0, 10000.0];
+    let series = vec![
+        SpreadSeries {
+            label: "layer 1".into(),
+            x: x.clone(),
+            mean: vec![0.4, 0.35, 0.25, 0.12],
+            spread: vec![0.02, f64::NAN, 0.0, 0.01],
+        },
+        SpreadSeries {
+            label: "layer 2".into(),
+            x: x.clone(),
+            // A gap, and a non-positive x left off the log axis.
+            mean: vec![0.3, f64::NAN, 0.2, 0.1],
+            spread: vec![0.01; 4],
+        },
+    ];
+    let paths = spread_figure("drop rate", "N", "p", &series, true, &stem).expect("draw");
+    let (_, svg) = check_outputs(&paths, &stem, &["layer 1", "layer 2", "drop rate"]);
+    // Ticks at the data's x, labelled with them (not with their logarithms).
+    let texts: Vec<&str> = svg.lines().map(str::trim).collect();
+    for t in ["10", "25", "100", "10000"] {
+        assert!(texts.contains(&t), "no tick label {t}");
+    }
+    assert!(!texts.contains(&"1.4"), "a tick labelled with log10(25)");
+    let linear = dir.path().join("linear");
+    spread_figure("drop rate", "N", "p", &series, false, &linear).expect("a linear axis");
+
+    let short = vec![SpreadSeries {
+        label: "short".into(),
+        x: x.clone(),
+        mean: vec![0.1],
+        spread: vec![0.0; 4],
+    }];
+    let err = spread_figure("t", "N", "p", &short, true, &stem).expect_err("length mismatch");
+    assert!(matches!(err, ReportError::InvalidInput { .. }), "{err}");
+    let nothing = vec![SpreadSeries {
+        label: "none".into(),
+        x: vec![0.0, -1.0],
+        mean: vec![1.0, 2.0],
+        spread: vec![0.0; 2],
+    }];
+    let err =
+        spread_figure("t", "N", "p", &nothing, true, &stem).expect_err("nothing on a log axis");
+    assert!(matches!(err, ReportError::EmptyData { .. }), "{err}");
 }
 
 #[test]

@@ -9,6 +9,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod co2;
+pub mod concrete_synthetic;
 mod locate;
 pub mod mnist;
 pub mod raw;
@@ -24,6 +25,7 @@ use mcd_models::mlp::{Activation, InitScheme, MlpSpec};
 use mcd_trainer::{LrSchedule, Optimizer, TrainSpec};
 
 pub use co2::Co2Config;
+pub use concrete_synthetic::ConcreteSyntheticConfig;
 pub use mnist::MnistConfig;
 pub use raw::StudyKind;
 use raw::{RawBatch, RawRun, RawSchedule, RawVariant};
@@ -197,6 +199,8 @@ pub enum DataSource {
     Vendored(PathBuf),
     /// A researcher's own CSV file.
     Table(TableSource),
+    /// None: the study draws its data from the run seed (`data` is not read).
+    Generated,
 }
 
 /// A CSV table named in the config (`data.csv`, `data.target`, ...).
@@ -258,6 +262,7 @@ pub enum StudyConfig {
     Co2(Co2Config),
     MnistRotated(MnistConfig),
     Uci(UciConfig),
+    ConcreteSynthetic(ConcreteSyntheticConfig),
 }
 
 impl StudyConfig {
@@ -267,6 +272,7 @@ impl StudyConfig {
             StudyConfig::Co2(_) => StudyKind::Co2,
             StudyConfig::MnistRotated(_) => StudyKind::MnistRotated,
             StudyConfig::Uci(_) => StudyKind::Uci,
+            StudyConfig::ConcreteSynthetic(_) => StudyKind::ConcreteSynthetic,
         }
     }
 }
@@ -329,6 +335,9 @@ pub struct Rules {
     pub regularisation: RegularisationRule,
     /// What it asks of a method (`model.method` must serve it).
     pub uses: crate::methods::Use,
+    /// The study draws its own data from the seed: `data` is not read, and no data folder is
+    /// needed ([`DataSource::Generated`]).
+    pub generated_data: bool,
 }
 
 /// The forms of regularisation a study takes (see [`Regularisation`]).
@@ -340,6 +349,9 @@ pub enum RegularisationRule {
     Classification,
     /// A length-scale, tau grid-searched or fixed; no weight decay.
     TauGrid,
+    /// A length-scale and tau (default 1), no weight decay: the study resolves the
+    /// regularisation for each of its data sizes ([`Regularisation::Tau`]).
+    Prior,
 }
 
 /// What a study's `check` gets to build its section's errors: the file and where each value
@@ -1202,6 +1214,31 @@ fn check_run(
     let pos = |key: &str, v: f64| finite_in(src, key, v, v > 0.0, "a value > 0", origin);
     let form = rules.regularisation;
     let regularisation = match (t.weight_decay, p.tau, p.length_scale) {
+        (Some(_), _, _) if form == RegularisationRule::Prior => {
+            return Err(src.error(
+                "trainer.weight_decay",
+                format!(
+                    "the {study_name} study scales its regulariser with each data size N from \
+                     precision.length_scale and precision.tau (weight_reg = l^2 / (tau N)); \
+                     remove this key"
+                ),
+                origin("trainer.weight_decay"),
+            ))
+        }
+        (None, tau, Some(l)) if form == RegularisationRule::Prior => Regularisation::Tau {
+            tau: pos("precision.tau", tau.unwrap_or(1.0))?,
+            length_scale: pos("precision.length_scale", l)?,
+        },
+        (None, _, None) if form == RegularisationRule::Prior => {
+            return Err(src.error(
+                "precision.length_scale",
+                format!(
+                    "missing: the {study_name} study needs the prior length-scale l (the \
+                     authors' 1e-4), and takes precision.tau (default 1)"
+                ),
+                origin("precision"),
+            ))
+        }
         (Some(_), _, _) if form == RegularisationRule::TauGrid => {
             return Err(src.error(
                 "trainer.weight_decay",
@@ -1245,7 +1282,11 @@ fn check_run(
     let predict = PredictConfig {
         memory_budget_bytes: (budget * 1024.0 * 1024.0) as usize,
     };
-    let data = check_data(src, &raw, origin)?;
+    let data = if rules.generated_data {
+        DataSource::Generated
+    } else {
+        check_data(src, &raw, origin)?
+    };
     let checker = Checker { src, origin };
     let section = study.check(&checker, &raw, &data, &trainer, &regularisation)?;
 

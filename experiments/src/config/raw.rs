@@ -29,6 +29,8 @@ pub struct RawRun {
     pub mnist: Option<super::mnist::RawMnist>,
     #[serde(default)]
     pub uci: Option<super::uci::RawUci>,
+    #[serde(default)]
+    pub concrete_synthetic: Option<super::concrete_synthetic::RawConcreteSynthetic>,
 }
 
 /// Which study a config drives.
@@ -41,6 +43,9 @@ pub enum StudyKind {
     MnistRotated,
     /// The UCI regression benchmark (paper Table 1, the authors' 2018 grid-search protocol).
     Uci,
+    /// Concrete dropout's synthetic study (Gal, Hron & Kendall 2017): learnt drop rates and
+    /// the aleatoric / epistemic sd against the data size N.
+    ConcreteSynthetic,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

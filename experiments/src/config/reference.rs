@@ -3,7 +3,7 @@
 //! the rule validation applies: a key that the run's study does not read is refused
 //! ([`unread_key`]). Tests check it against the serde schema in `raw.rs` both ways.
 
-use super::StudyKind::{self, Co2, MnistRotated, Uci};
+use super::StudyKind::{self, Co2, ConcreteSynthetic, MnistRotated, Uci};
 use crate::yaml::Value;
 
 /// One key of the schema.
@@ -22,7 +22,10 @@ pub struct KeyDoc {
     pub example: &'static str,
 }
 
-const ALL: &[StudyKind] = &[Co2, MnistRotated, Uci];
+const ALL: &[StudyKind] = &[Co2, MnistRotated, Uci, ConcreteSynthetic];
+
+/// The studies that read data (concrete_synthetic draws its own from the seed).
+const READ_DATA: &[StudyKind] = &[Co2, MnistRotated, Uci];
 
 macro_rules! key {
     ($key:literal, $ty:literal, $default:literal, $allowed:literal, $studies:expr, $example:literal, $meaning:literal) => {
@@ -40,15 +43,15 @@ macro_rules! key {
 
 /// The schema, in the order of `docs/config.md`.
 pub const KEYS: &[KeyDoc] = &[
-    key!("study", "word", "required", "`co2`, `mnist_rotated`, `uci`", ALL, "co2",
-        "Which study the file drives: CO2 extrapolation (paper Fig. 2, 3), rotated MNIST (Fig. 4, calibration, out-of-distribution), the UCI benchmark (Table 1)."),
+    key!("study", "word", "required", "`co2`, `mnist_rotated`, `uci`, `concrete_synthetic`", ALL, "co2",
+        "Which study the file drives: CO2 extrapolation (paper Fig. 2, 3), rotated MNIST (Fig. 4, calibration, out-of-distribution), the UCI benchmark (Table 1), concrete dropout's synthetic study (Gal, Hron & Kendall 2017: learnt drop rates, aleatoric and epistemic sd against the data size N)."),
     key!("name", "text", "the file name without `.yaml`", "a folder name: not empty, no `/` or `\\`, not starting with `.`", ALL, "my_run",
         "Results go to `results/<name>/`."),
     key!("seed", "integer", "0", ">= 0", ALL, "3",
         "Fixes weight init, dropout masks, mini-batch order and MC passes (`--seed` overrides it)."),
-    key!("data", "section", "`{dir: data}`", "", ALL, "{dir: data}",
-        "Where the data come from."),
-    key!("data.dir", "path", "`data` (without `data.csv`)", "an existing folder with a `SHA256SUMS` manifest; relative to where `mcd` runs; not with `data.csv`", ALL, "data",
+    key!("data", "section", "`{dir: data}`", "", READ_DATA, "{dir: data}",
+        "Where the data come from (concrete_synthetic draws its data from `seed` and reads no files)."),
+    key!("data.dir", "path", "`data` (without `data.csv`)", "an existing folder with a `SHA256SUMS` manifest; relative to where `mcd` runs; not with `data.csv`", READ_DATA, "data",
         "The vendored data folder; every file read is checked against its manifest."),
     key!("data.csv", "path", "none: the vendored data", "an existing CSV file with a header row; relative to where `mcd` runs", &[Co2, Uci], "examples/own_data.csv",
         "Your own regression table instead of the vendored data (co2: one feature, every row trains, the figure shows mean and sd against it; uci: the authors' protocol on your splits). Its sha256 is recorded in the result folder (`data.sha256`)."),
@@ -68,32 +71,32 @@ pub const KEYS: &[KeyDoc] = &[
         "One split per pair, as the vendored sets' `index_train_K.txt` / `index_test_K.txt`."),
     key!("model", "section", "required", "", ALL, "{hidden: [8], activation: relu, dropout: 0.1}",
         "The network."),
-    key!("model.arch", "word", "`mlp`", "`mlp` (co2, uci), `lenet` (mnist_rotated)", ALL, "mlp",
+    key!("model.arch", "word", "`mlp`", "`mlp` (co2, uci, concrete_synthetic), `lenet` (mnist_rotated)", ALL, "mlp",
         "Network family."),
-    key!("model.method", "word", "`mc_dropout`", "`mc_dropout` (every study), `heteroscedastic` (co2), `concrete_dropout` (co2), `ensemble` (co2)", ALL, "mc_dropout",
-        "The predictive method: `mc_dropout` predicts by T passes with dropout on, variance = the passes' variance + 1/tau; `heteroscedastic` (Kendall & Gal 2017) adds a log-variance output s trained on 1/2 exp(-s) (y - mean)^2 + 1/2 s, variance = epistemic (variance of the passes' means) + aleatoric (mean of the passes' exp(s)), with no separate tau term (`precision` only sets the weight decay); `concrete_dropout` (Gal, Hron & Kendall 2017) learns the drop rate p of every layer through a relaxed mask (`model.temperature`), from `model.dropout`, minimising 0.5 MSE + 0.5 sum over layers [l^2/(tau N) ||W||^2/(1-p) + 2/(tau N) K (p log p + (1-p) log(1-p))] (K the layer's input width; the optimiser's weight decay is 0), and predicts as MC dropout with the learnt rates; the learnt p per layer is logged and written to `tables/learned_<run>.csv`; `ensemble` (Lakshminarayanan et al. 2017) trains `model.members` nets from seeds derived from `seed`, without dropout (`model.dropout: 0`), each with a mean and a variance head (softplus + 1e-6) on the Gaussian NLL, as one stacked model, and predicts their mixture: variance = epistemic (variance of the members' means) + aleatoric (mean of their variances), no tau term. A study refuses a method it cannot use (uci's stacked grid and mnist_rotated's classifier take `mc_dropout` only)."),
-    key!("model.temperature", "number", "0.1 (the authors')", "> 0; only with `model.method: concrete_dropout`", &[Co2], "0.1",
+    key!("model.method", "word", "`mc_dropout`", "`mc_dropout` (co2, mnist_rotated, uci), `heteroscedastic` (co2), `concrete_dropout` (co2, concrete_synthetic: required there), `ensemble` (co2)", ALL, "mc_dropout",
+        "The predictive method: `mc_dropout` predicts by T passes with dropout on, variance = the passes' variance + 1/tau; `heteroscedastic` (Kendall & Gal 2017) adds a log-variance output s trained on 1/2 exp(-s) (y - mean)^2 + 1/2 s, variance = epistemic (variance of the passes' means) + aleatoric (mean of the passes' exp(s)), with no separate tau term (`precision` only sets the weight decay); `concrete_dropout` (Gal, Hron & Kendall 2017) learns the drop rate p of every layer through a relaxed mask (`model.temperature`), from `model.dropout`, minimising 0.5 MSE + 0.5 sum over layers [l^2/(tau N) ||W||^2/(1-p) + 2/(tau N) K (p log p + (1-p) log(1-p))] (K the layer's input width; the optimiser's weight decay is 0), and predicts as MC dropout with the learnt rates; the learnt p per layer is logged and written to `tables/learned_<run>.csv`; `ensemble` (Lakshminarayanan et al. 2017) trains `model.members` nets from seeds derived from `seed`, without dropout (`model.dropout: 0`), each with a mean and a variance head (softplus + 1e-6) on the Gaussian NLL, as one stacked model, and predicts their mixture: variance = epistemic (variance of the members' means) + aleatoric (mean of their variances), no tau term. The concrete_synthetic study takes `concrete_dropout` only, on its own net: a mean and a log-variance head, each behind its own learnt rate, trained on 1/2 exp(-s) (y - mean)^2 + 1/2 s plus the same regulariser halved. A study refuses a method it cannot use (uci's stacked grid and mnist_rotated's classifier take `mc_dropout` only)."),
+    key!("model.temperature", "number", "0.1 (the authors')", "> 0; only with `model.method: concrete_dropout`", &[Co2, ConcreteSynthetic], "0.1",
         "Temperature t of concrete dropout's relaxed mask z = sigmoid((log p - log(1 - p) + log u - log(1 - u)) / t), u ~ U(0, 1); smaller is closer to a hard Bernoulli mask. The initial p of every layer is `model.dropout` (then (0, 1))."),
     key!("model.members", "integer", "5 (with `model.method: ensemble`)", ">= 1; only with `model.method: ensemble`", &[Co2], "3",
         "M, the nets of a deep ensemble (each trained on all the data from its own seed; prediction runs each once)."),
-    key!("model.hidden", "list of integers", "co2: required; uci: each data set's `n_hidden.txt` (`data.csv`: [50])", "widths >= 1; co2 needs at least one layer", &[Co2, Uci], "[8, 8]",
+    key!("model.hidden", "list of integers", "co2, concrete_synthetic: required; uci: each data set's `n_hidden.txt` (`data.csv`: [50])", "widths >= 1; co2 and concrete_synthetic need at least one layer", &[Co2, Uci, ConcreteSynthetic], "[8, 8]",
         "Hidden layer widths of the MLP."),
-    key!("model.activation", "word", "required", "`relu`, `tanh`, `sigmoid`", &[Co2, Uci], "tanh",
+    key!("model.activation", "word", "required", "`relu`, `tanh`, `sigmoid`", &[Co2, Uci, ConcreteSynthetic], "tanh",
         "Non-linearity after every hidden layer."),
     key!("model.placement", "word", "`fc`", "`fc` (dropout after FC 500: LeNet), `all` (also after each convolution: LeNet-all)", &[MnistRotated], "all",
         "Where LeNet drops units."),
-    key!("model.dropout", "number", "required", "a drop probability in [0, 1)", &[Co2, MnistRotated], "0.1",
-        "Drop probability after every hidden layer (uci grid-searches it: `uci.dropout_rates`)."),
-    key!("model.input_dropout", "number", "0", "a drop probability in [0, 1)", &[Co2], "0.0",
-        "Drop probability on the inputs (uci drops inputs at the hidden rate, the authors' protocol)."),
-    key!("model.init", "word", "`caffe_xavier`", "`caffe_xavier`, `torch`, `glorot_uniform`", &[Co2, Uci], "torch",
+    key!("model.dropout", "number", "required", "a drop probability in [0, 1); with `concrete_dropout` in (0, 1)", &[Co2, MnistRotated, ConcreteSynthetic], "0.1",
+        "Drop probability after every hidden layer (uci grid-searches it: `uci.dropout_rates`); with `concrete_dropout` the initial p of every learnt rate after the input (concrete_synthetic: also of each head's)."),
+    key!("model.input_dropout", "number", "0", "a drop probability in [0, 1)", &[Co2, ConcreteSynthetic], "0.0",
+        "Drop probability on the inputs (uci drops inputs at the hidden rate, the authors' protocol); with `concrete_dropout` the initial p of a learnt rate on the inputs, 0: none (the authors' synthetic net has one, from 0.1)."),
+    key!("model.init", "word", "`caffe_xavier`", "`caffe_xavier`, `torch`, `glorot_uniform`", &[Co2, Uci, ConcreteSynthetic], "torch",
         "Weight initialisation of the MLP (LeNet's is fixed: Caffe's Xavier)."),
     key!("model.first_layer_slope", "number", "none (`model.init` for every layer)", "> 0", &[Co2], "20",
         "First-layer units act(w (x - c)) with centres c spread evenly at random over the training inputs' range and |w| = slope x U(0.5, 1.5), random sign; `model.init` for the other layers."),
     key!("trainer", "section", "required", "", ALL, "{optimizer: adam, lr: 0.001}",
         "Training settings."),
-    key!("trainer.iterations", "integer", "co2: required; mnist_rotated: give this or `trainer.epochs`", ">= 1", &[Co2, MnistRotated], "40",
-        "Optimiser steps."),
+    key!("trainer.iterations", "integer", "co2, concrete_synthetic: required; mnist_rotated: give this or `trainer.epochs`", ">= 1", &[Co2, MnistRotated, ConcreteSynthetic], "40",
+        "Optimiser steps (concrete_synthetic: of every net, whatever its N)."),
     key!("trainer.epochs", "integer", "see `trainer.iterations`", ">= 1", &[MnistRotated], "1",
         "Passes over the training images (steps = epochs x ceil(N / batch))."),
     key!("trainer.batch_size", "integer or `full`", "`full`", ">= 1, or `full` (every training point in each step)", ALL, "64",
@@ -102,7 +105,7 @@ pub const KEYS: &[KeyDoc] = &[
         "Optimiser; weight decay is added to the gradient (`wd * w`)."),
     key!("trainer.lr", "number", "required", "> 0", ALL, "0.001",
         "Base learning rate."),
-    key!("trainer.momentum", "number", "0.9", "[0, 1); sgd only", &[Co2, MnistRotated], "0.9",
+    key!("trainer.momentum", "number", "0.9", "[0, 1); sgd only", &[Co2, MnistRotated, ConcreteSynthetic], "0.9",
         "SGD (heavy-ball) momentum."),
     key!("trainer.beta1", "number", "0.9", "[0, 1); adam only", ALL, "0.9",
         "Adam's first-moment decay."),
@@ -112,27 +115,27 @@ pub const KEYS: &[KeyDoc] = &[
         "Learning-rate schedule."),
     key!("trainer.schedule.kind", "word", "`constant`", "`constant`, `inv`, `cosine`", ALL, "constant",
         "`inv` is Caffe's: lr (1 + gamma it)^(-power); `cosine` decays to lr x final_fraction at the last step."),
-    key!("trainer.schedule.gamma", "number", "required with `inv`", ">= 0", &[Co2, MnistRotated], "0.0001",
+    key!("trainer.schedule.gamma", "number", "required with `inv`", ">= 0", &[Co2, MnistRotated, ConcreteSynthetic], "0.0001",
         "`inv` schedule's gamma."),
-    key!("trainer.schedule.power", "number", "required with `inv`", ">= 0", &[Co2, MnistRotated], "0.75",
+    key!("trainer.schedule.power", "number", "required with `inv`", ">= 0", &[Co2, MnistRotated, ConcreteSynthetic], "0.75",
         "`inv` schedule's power."),
-    key!("trainer.schedule.final_fraction", "number", "required with `cosine`", "[0, 1]", &[Co2, MnistRotated], "0.1",
+    key!("trainer.schedule.final_fraction", "number", "required with `cosine`", "[0, 1]", &[Co2, MnistRotated, ConcreteSynthetic], "0.1",
         "`cosine` schedule's last learning rate as a fraction of `trainer.lr`."),
     key!("trainer.weight_decay", "number", "see `precision`", "co2: > 0 with `precision.length_scale`, >= 0 with `precision.tau`; mnist_rotated: >= 0", &[Co2, MnistRotated], "1.0e-6",
-        "L2 weight decay wd (gradient += wd * w); tau = (1 - p) l^2 / (2 N wd). uci derives it from each (p, tau)."),
-    key!("trainer.log_every", "integer", "100", ">= 1", &[Co2, MnistRotated], "10",
+        "L2 weight decay wd (gradient += wd * w); tau = (1 - p) l^2 / (2 N wd). uci derives it from each (p, tau); concrete_synthetic puts l^2 / (tau N) into its objective for each N."),
+    key!("trainer.log_every", "integer", "100", ">= 1", &[Co2, MnistRotated, ConcreteSynthetic], "10",
         "Steps between loss reports (progress and the training curve); uci reports every 200 steps."),
     key!("trainer.dropout_warmup", "number", "0", "[0, 1); > 0 only with `model.method` mc_dropout or heteroscedastic and some dropout", &[Co2], "0.5",
         "Dropout warm-up (curriculum dropout): over this fraction of the steps every drop rate rises linearly from 0 to its configured value, then stays; the final objective, tau and the predictive are the configured rate's."),
     key!("precision", "section", "`{}`", "", ALL, "{length_scale: 0.25}",
-        "Model precision tau and prior length-scale l: give two of `trainer.weight_decay`, `precision.tau`, `precision.length_scale` (uci: `length_scale`, optionally `tau` to fix it)."),
+        "Model precision tau and prior length-scale l: give two of `trainer.weight_decay`, `precision.tau`, `precision.length_scale` (uci: `length_scale`, optionally `tau` to fix it; concrete_synthetic: `length_scale`, optionally `tau`, default 1)."),
     key!("precision.length_scale", "number", "see `precision`", "> 0", ALL, "0.25",
         "Prior length-scale l of the weights."),
     key!("precision.tau", "number", "see `precision`", "> 0", ALL, "10",
-        "Model precision tau (1 / observation noise variance); uci: a fixed tau instead of the grid."),
-    key!("predict", "section", "co2, uci: required", "", ALL, "{memory_budget_mb: 16}",
+        "Model precision tau (1 / observation noise variance); uci: a fixed tau instead of the grid; concrete_synthetic: default 1 (the authors'), it scales only the regulariser, weight_reg = l^2 / (tau N) and dropout_reg = 2 / (tau N), since the noise is learnt."),
+    key!("predict", "section", "co2, uci, concrete_synthetic: required", "", ALL, "{memory_budget_mb: 16}",
         "MC prediction."),
-    key!("predict.samples", "integer", "required", ">= 1", &[Co2, Uci], "20",
+    key!("predict.samples", "integer", "required", ">= 1 (concrete_synthetic: >= 2)", &[Co2, Uci, ConcreteSynthetic], "20",
         "T, the stochastic forward passes per input (mnist_rotated: `mnist.rotation_samples`, `mnist.test_samples`)."),
     key!("predict.memory_budget_mb", "number", "256", "> 0", ALL, "16",
         "Memory for the passes' activations; passes are batched in chunks that fit (on the CPU at most 16 MiB of activations)."),
@@ -190,6 +193,14 @@ pub const KEYS: &[KeyDoc] = &[
         "The grid of tau."),
     key!("uci.splits_per_stack", "integer", "20", ">= 1", &[Uci], "5",
         "Splits trained together as one stacked model (each with its whole grid); a stack's splits are saved when it finishes."),
+    key!("concrete_synthetic", "section", "every key's default", "", &[ConcreteSynthetic], "{sizes: [10, 100], repeats: 1}",
+        "Concrete dropout's synthetic study: y = 2 x + 8 + e, x and e ~ N(0, 1), drawn from `seed`; one net per (N, repetition)."),
+    key!("concrete_synthetic.sizes", "list of integers", "[10, 25, 50, 100, 1000, 10000] (the authors')", "2 <= N <= 1,000,000, strictly increasing", &[ConcreteSynthetic], "[10, 100]",
+        "Training-set sizes N."),
+    key!("concrete_synthetic.repeats", "integer", "3 (the authors')", ">= 1", &[ConcreteSynthetic], "2",
+        "Repetitions per N, each with its own data, initial weights, mini-batch order and masks (seeds derived from `seed`, N and the repetition)."),
+    key!("concrete_synthetic.test_points", "integer", "1000 (the authors')", "1 to 1,000,000", &[ConcreteSynthetic], "200",
+        "Held-out points per (N, repetition), drawn like the training data, at which the sds, RMSE and log-likelihood are measured."),
     key!("variants", "list", "one run", "a non-empty list of `{name, set}`; names unique", ALL, "[{name: a, set: {seed: 1}}]",
         "Named runs: each applies its `set` to the base document."),
     key!("variants[].name", "text", "required", "not empty, unique", ALL, "a",
@@ -237,6 +248,7 @@ pub fn study_name(s: StudyKind) -> &'static str {
         Co2 => "co2",
         MnistRotated => "mnist_rotated",
         Uci => "uci",
+        ConcreteSynthetic => "concrete_synthetic",
     }
 }
 

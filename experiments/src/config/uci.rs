@@ -334,6 +334,7 @@ fn check_uci(
             return finish_uci(src, c, sets, dropout_rates, test_samples, origin, training);
         }
         DataSource::Vendored(dir) => dir.clone(),
+        DataSource::Generated => unreachable!("validation: the uci study reads data"),
     };
     if c.epochs.is_some() {
         return refuse(

@@ -29,6 +29,20 @@
 //! resolved weight decay and tau: `precision` maps `wd = (1 - p0) l^2 / (2 N tau)` with p0 =
 //! `model.dropout` (`Regularisation::resolve`), so `weight_reg = 2 wd / (1 - p0)`; this also
 //! covers a config that gives `trainer.weight_decay` and `precision.tau` without a length-scale.
+//!
+//! **Another data term** ([`ConcreteObjective::with_data`]): the regulariser is the same for
+//! any data term that is, like 0.5 MSE, half the authors' per-point loss. The authors'
+//! heteroscedastic net (their synthetic study; `studies::concrete_synthetic`) minimises
+//! `exp(-s) (y - y_hat)^2 + s` (summed over outputs, mean over the batch; s the log-variance
+//! head) plus the same sum over layers with `weight_reg = l^2 / N` and `dropout_reg = 2 / N`
+//! (tau = 1: the noise is the head's). That loss is twice the Gaussian negative log-likelihood
+//! up to a constant, and twice this project's [`HeteroscedasticNll`]
+//! (`1/2 exp(-s) (y - y_hat)^2 + 1/2 s`), so `HeteroscedasticNll + 0.5 sum [...]` is again half
+//! the authors' objective, with the same coefficients. That net gives each output of its last
+//! Linear (the mean and the log-variance head) its own concrete layer, as the authors' two
+//! `ConcreteDropout(Dense(1))` heads ([`ConcreteMlp::with_split_head`]).
+//!
+//! [`HeteroscedasticNll`]: super::heteroscedastic::HeteroscedasticNll
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -109,6 +123,9 @@ pub struct ConcreteMlp {
     pub layers: Vec<(Tensor, Tensor)>,
     /// The dropout before each Linear.
     pub drops: Vec<Option<ConcreteLayer>>,
+    /// Empty, or one concrete layer per output of the last Linear (then `drops` has none before
+    /// it): each output row sees its own mask and rate ([`ConcreteMlp::with_split_head`]).
+    pub heads: Vec<ConcreteLayer>,
     activation: Activation,
     output_dim: usize,
 }
@@ -117,9 +134,29 @@ impl ConcreteMlp {
     /// Variables under `path`: the `Mlp`'s `layer{i}.weight` / `.bias` (same initial values
     /// for the same spec and seed) and `concrete{i}.logit_p` for each concrete layer.
     pub fn new(path: &nn::Path, spec: &MlpSpec, seed: u64, temperature: f64) -> Self {
+        Self::build(path, spec, seed, temperature, false)
+    }
+
+    /// [`ConcreteMlp::new`], but each output j of the last Linear gets its own concrete layer
+    /// (`concrete{L}_out{j}.logit_p`, started at `model.dropout`, its own uniform stream) in
+    /// place of one shared by all outputs: the authors' heteroscedastic net, whose mean and
+    /// log-variance are two `ConcreteDropout(Dense(1))` heads on the last hidden layer. The
+    /// weights are still the `Mlp`'s (one `layer{L}` with a row per output).
+    pub fn with_split_head(path: &nn::Path, spec: &MlpSpec, seed: u64, temperature: f64) -> Self {
+        Self::build(path, spec, seed, temperature, true)
+    }
+
+    fn build(
+        path: &nn::Path,
+        spec: &MlpSpec,
+        seed: u64,
+        temperature: f64,
+        split_head: bool,
+    ) -> Self {
         // Build the MC-dropout net only for its seeded initial weights (its variables are ours).
         let _init = Mlp::new(path, spec, seed);
         let n_layers = spec.hidden.len() + 1;
+        let last = n_layers - 1;
         let layers = (0..n_layers)
             .map(|i| {
                 let p = path.sub(format!("layer{i}"));
@@ -127,6 +164,19 @@ impl ConcreteMlp {
                 (get("weight"), get("bias"))
             })
             .collect();
+        let concrete = |name: String, p0: f64, stream: u64| {
+            let logit = (p0 / (1.0 - p0)).ln();
+            let logit_p = path
+                .sub(name)
+                .var_copy("logit_p", &Tensor::from_slice(&[logit as f32]));
+            ConcreteLayer {
+                logit_p,
+                temperature,
+                seed: splitmix64(seed ^ splitmix64(stream)),
+                calls: AtomicU64::new(0),
+            }
+        };
+        let split = split_head && spec.dropout > 0.0;
         let drops = (0..n_layers)
             .map(|i| {
                 let p0 = if i == 0 {
@@ -134,23 +184,24 @@ impl ConcreteMlp {
                 } else {
                     spec.dropout
                 };
-                (p0 > 0.0).then(|| {
-                    let logit = (p0 / (1.0 - p0)).ln();
-                    let logit_p = path
-                        .sub(format!("concrete{i}"))
-                        .var_copy("logit_p", &Tensor::from_slice(&[logit as f32]));
-                    ConcreteLayer {
-                        logit_p,
-                        temperature,
-                        seed: splitmix64(seed ^ splitmix64(0xC0C2_E7E0 + i as u64)),
-                        calls: AtomicU64::new(0),
-                    }
-                })
+                (p0 > 0.0 && !(split && i == last))
+                    .then(|| concrete(format!("concrete{i}"), p0, 0xC0C2_E7E0 + i as u64))
             })
             .collect();
+        let heads = if split {
+            (0..spec.output_dim)
+                .map(|j| {
+                    let stream = 0x4EAD_0000_0000 + ((last as u64) << 16) + j as u64;
+                    concrete(format!("concrete{last}_out{j}"), spec.dropout, stream)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         Self {
             layers,
             drops,
+            heads,
             activation: spec.activation,
             output_dim: spec.output_dim,
         }
@@ -169,6 +220,17 @@ impl ConcreteMlp {
             .collect()
     }
 
+    /// The learnt rate of each head's concrete layer ([`ConcreteMlp::with_split_head`]):
+    /// (output j, the input width K, p); empty without split heads.
+    pub fn head_rates(&self) -> Vec<(usize, usize, f64)> {
+        let k = self.layers[self.layers.len() - 1].0.size()[1] as usize;
+        self.heads
+            .iter()
+            .enumerate()
+            .map(|(j, d)| (j, k, d.p()))
+            .collect()
+    }
+
     fn act(&self, xs: &Tensor) -> Tensor {
         match self.activation {
             Activation::Relu => xs.relu(),
@@ -184,6 +246,20 @@ impl ConcreteMlp {
                 h = d.forward(&h, train);
             }
             let (w, b) = &self.layers[i];
+            if i == last && !self.heads.is_empty() {
+                // Each output row behind its own mask.
+                let outs: Vec<Tensor> = self
+                    .heads
+                    .iter()
+                    .enumerate()
+                    .map(|(j, d)| {
+                        let j = j as i64;
+                        d.forward(&h, train)
+                            .linear(&w.narrow(0, j, 1), Some(&b.narrow(0, j, 1)))
+                    })
+                    .collect();
+                return Tensor::cat(&outs, 1);
+            }
             h = h.linear(w, Some(b));
             if i < last {
                 h = self.act(&h);
@@ -192,7 +268,8 @@ impl ConcreteMlp {
         h
     }
 
-    /// Layers before the first concrete layer (their outputs do not depend on the masks).
+    /// Layers before the first concrete layer (their outputs do not depend on the masks; with
+    /// split heads and no other concrete layer, all but the last).
     fn prefix_len(&self) -> usize {
         self.drops
             .iter()
@@ -228,6 +305,9 @@ impl StochasticModel for ConcreteMlp {
                 d.reseed(seed ^ splitmix64(i as u64));
             }
         }
+        for (j, d) in self.heads.iter().enumerate() {
+            d.reseed(seed ^ splitmix64(0x4EAD_0000 + j as u64));
+        }
     }
 
     fn output_dim(&self) -> usize {
@@ -239,42 +319,60 @@ impl StochasticModel for ConcreteMlp {
 /// p = 0) and its input width K.
 struct Term {
     weight: Tensor,
+    /// The row of `weight` this term covers (a split head's output), or all of it.
+    row: Option<i64>,
     logit_p: Option<Tensor>,
     k: f64,
 }
 
-/// 0.5 MSE + 0.5 sum over Linears of `weight_reg ||W||^2 / (1 - p) + dropout_reg K (p log p +
-/// (1 - p) log(1 - p))` (see the module docs for the convention).
-pub struct ConcreteObjective {
+/// The data term `D` (0.5 MSE by default; [`ConcreteObjective::with_data`]) + 0.5 sum over
+/// Linears (over each head of a split last Linear) of `weight_reg ||W||^2 / (1 - p) +
+/// dropout_reg K (p log p + (1 - p) log(1 - p))` (see the module docs for the convention).
+pub struct ConcreteObjective<D = HalfMse> {
     terms: Vec<Term>,
     /// l^2 / (tau N).
     pub weight_reg: f64,
     /// 2 / (tau N).
     pub dropout_reg: f64,
+    /// The data term: half the authors' per-point loss (module docs).
+    pub data: D,
 }
 
 impl ConcreteObjective {
-    /// The objective of `net`'s parameters (shallow handles: the loss sees their current values).
+    /// The objective of `net`'s parameters (shallow handles: the loss sees their current values),
+    /// with the 0.5 MSE data term. A split head contributes one term per output row, with its
+    /// own rate.
     pub fn new(net: &ConcreteMlp, weight_reg: f64, dropout_reg: f64) -> Self {
-        let terms = net
-            .layers
-            .iter()
-            .zip(&net.drops)
-            .map(|((w, _), d)| Term {
-                weight: w.shallow_clone(),
-                logit_p: d.as_ref().map(|d| d.logit_p.shallow_clone()),
-                k: w.size()[1] as f64,
-            })
-            .collect();
+        let last = net.layers.len() - 1;
+        let mut terms = Vec::new();
+        for (i, ((w, _), d)) in net.layers.iter().zip(&net.drops).enumerate() {
+            let k = w.size()[1] as f64;
+            if i == last && !net.heads.is_empty() {
+                terms.extend(net.heads.iter().enumerate().map(|(j, h)| Term {
+                    weight: w.shallow_clone(),
+                    row: Some(j as i64),
+                    logit_p: Some(h.logit_p.shallow_clone()),
+                    k,
+                }));
+            } else {
+                terms.push(Term {
+                    weight: w.shallow_clone(),
+                    row: None,
+                    logit_p: d.as_ref().map(|d| d.logit_p.shallow_clone()),
+                    k,
+                });
+            }
+        }
         Self {
             terms,
             weight_reg,
             dropout_reg,
+            data: HalfMse,
         }
     }
 
     /// The same objective from the variables a [`ConcreteMlp`] of `spec` made in `vs`
-    /// (`layer{i}.weight`, `concrete{i}.logit_p`, under any one prefix).
+    /// (`layer{i}.weight`, `concrete{i}.logit_p`, under any one prefix); not for split heads.
     pub fn from_vars(vs: &nn::VarStore, spec: &MlpSpec, weight_reg: f64, dropout_reg: f64) -> Self {
         let vars = vs.variables();
         let find = |name: String| {
@@ -289,6 +387,7 @@ impl ConcreteObjective {
                 Term {
                     k: weight.size()[1] as f64,
                     weight,
+                    row: None,
                     logit_p: find(format!("concrete{i}.logit_p")),
                 }
             })
@@ -297,6 +396,21 @@ impl ConcreteObjective {
             terms,
             weight_reg,
             dropout_reg,
+            data: HalfMse,
+        }
+    }
+}
+
+impl<D> ConcreteObjective<D> {
+    /// The same regulariser on another data term, e.g. the heteroscedastic Gaussian NLL; it must
+    /// be half the authors' per-point loss for the coefficients to keep their meaning (module
+    /// docs).
+    pub fn with_data<E: Objective>(self, data: E) -> ConcreteObjective<E> {
+        ConcreteObjective {
+            terms: self.terms,
+            weight_reg: self.weight_reg,
+            dropout_reg: self.dropout_reg,
+            data,
         }
     }
 
@@ -319,7 +433,11 @@ impl ConcreteObjective {
         let kind = w0.kind();
         let mut total = Tensor::zeros([], (kind, w0.device()));
         for t in &self.terms {
-            let w2 = t.weight.square().sum(kind);
+            let w = match t.row {
+                Some(j) => t.weight.narrow(0, j, 1),
+                None => t.weight.shallow_clone(),
+            };
+            let w2 = w.square().sum(kind);
             total = match &t.logit_p {
                 None => total + w2 * self.weight_reg,
                 Some(l) => {
@@ -336,13 +454,13 @@ impl ConcreteObjective {
     }
 }
 
-impl Objective for ConcreteObjective {
+impl<D: Objective> Objective for ConcreteObjective<D> {
     fn check_shapes(&self, x: &Tensor, y: &Tensor) -> Result<(), TrainError> {
-        HalfMse.check_shapes(x, y)
+        self.data.check_shapes(x, y)
     }
 
     fn loss(&self, out: &Tensor, y: &Tensor) -> Tensor {
-        HalfMse.loss(out, y) + self.regulariser()
+        self.data.loss(out, y) + self.regulariser()
     }
 
     /// Every learnt rate, as `p_before_layer{i}` (i: the Linear it drops the input of; 0 is
@@ -404,7 +522,7 @@ impl Method for ConcreteDropout {
     }
 
     fn serves(&self, u: Use) -> bool {
-        u == Use::Regression
+        matches!(u, Use::Regression | Use::ConcreteHeteroscedastic)
     }
 
     fn regression_net(&self, vs: &nn::Path, spec: &MlpSpec, seed: u64) -> Box<dyn StochasticModel> {
@@ -510,6 +628,105 @@ mod tests {
         assert_eq!(got, by_name);
         assert_eq!(net.rates().len(), 1);
         assert!((net.rates()[0].2 - 0.2).abs() < 1e-6);
+    }
+
+    #[test]
+    fn split_heads_have_their_own_masks_rates_and_terms() {
+        use crate::methods::heteroscedastic::HeteroscedasticNll;
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut s = spec(vec![3], 0.2, 0.0);
+        s.output_dim = 2;
+        let net = ConcreteMlp::with_split_head(&vs.root(), &s, 1, 0.1);
+        // No shared rate before the last Linear: one per output, and no other variable.
+        assert!(net.drops[1].is_none() && net.heads.len() == 2);
+        assert_eq!(net.rates().len(), 0);
+        let heads = net.head_rates();
+        assert_eq!(
+            heads.iter().map(|h| (h.0, h.1)).collect::<Vec<_>>(),
+            [(0, 3), (1, 3)]
+        );
+        assert!(heads.iter().all(|h| (h.2 - 0.2).abs() < 1e-6));
+        let names: std::collections::BTreeSet<String> = vs.variables().into_keys().collect();
+        for n in ["concrete1_out0.logit_p", "concrete1_out1.logit_p"] {
+            assert!(names.contains(n), "{names:?}");
+        }
+        assert_eq!(names.len(), 4 + 2);
+        // The same weights as the plain net of the same spec and seed.
+        let plain_vs = nn::VarStore::new(Device::Cpu);
+        let plain = ConcreteMlp::new(&plain_vs.root(), &s, 1, 0.1);
+        assert!(plain.layers[1].0.equal(&net.layers[1].0));
+        // One term per head, each with its row of the last weight and its own rate.
+        tch::no_grad(|| {
+            let _ = net.heads[1].logit_p.shallow_clone().fill_(0.5);
+        });
+        let (wr, dr) = (0.3, 0.05);
+        let obj = ConcreteObjective::new(&net, wr, dr);
+        let got = f64::try_from(obj.regulariser()).unwrap();
+        let sq = |w: &Tensor| f64::try_from(w.square().sum(Kind::Double)).unwrap();
+        let neg_h = |p: f64| p * p.ln() + (1.0 - p) * (1.0 - p).ln();
+        let w1 = &net.layers[1].0;
+        let p1 = 1.0 / (1.0 + (-0.5f64).exp());
+        let want = 0.5
+            * (wr * sq(&net.layers[0].0)
+                + wr * sq(&w1.get(0)) / 0.8
+                + dr * 3.0 * neg_h(0.2)
+                + wr * sq(&w1.get(1)) / (1.0 - p1)
+                + dr * 3.0 * neg_h(p1));
+        assert!(
+            (got - want).abs() < 1e-5 * want.abs().max(1.0),
+            "{got} vs {want}"
+        );
+        assert_eq!(obj.rates().len(), 2);
+        // The data term is a value: the same regulariser on the heteroscedastic NLL.
+        let x = Tensor::from_slice(&[0.5f32, -1.0, 2.0, 0.0]).view([2, 2]);
+        let y = Tensor::from_slice(&[1.0f32, -1.0]).view([2, 1]);
+        let out = tch::no_grad(|| net.forward_t(&x, false));
+        assert_eq!(out.size(), [2, 2]);
+        let hetero = obj.with_data(HeteroscedasticNll);
+        let loss = f64::try_from(hetero.loss(&out, &y)).unwrap();
+        let nll = f64::try_from(HeteroscedasticNll.loss(&out, &y)).unwrap();
+        assert!((loss - nll - got).abs() < 1e-5, "{loss} vs {nll} + {got}");
+        assert!(hetero.check_shapes(&x, &y).is_ok());
+        // Dropout off: the plain Linear of every output.
+        let (w0, b0) = &net.layers[0];
+        let (w1, b1) = &net.layers[1];
+        let want = x.linear(w0, Some(b0)).relu().linear(w1, Some(b1));
+        assert!(out.allclose(&want, 1e-6, 1e-6, false));
+        // Dropout on: reproducible from the seed; and with both output rows made equal, the two
+        // outputs still differ, because each sees its own mask.
+        tch::no_grad(|| {
+            w1.get(1).copy_(&w1.get(0));
+            b1.get(1).copy_(&b1.get(0));
+            let _ = net.heads[1]
+                .logit_p
+                .shallow_clone()
+                .fill_(net.heads[0].logit_p.double_value(&[0]));
+        });
+        let wide = Tensor::ones([4000, 2], (Kind::Float, Device::Cpu));
+        let passes = |seed| {
+            net.reseed(seed);
+            tch::no_grad(|| net.forward_t(&wide, true))
+        };
+        let (a, b) = (passes(3), passes(3));
+        assert!(a.equal(&b));
+        assert!(!a.equal(&passes(4)));
+        let differ = f64::try_from(
+            (a.select(1, 0) - a.select(1, 1))
+                .abs()
+                .gt(1e-6)
+                .to_kind(Kind::Double)
+                .mean(Kind::Double),
+        )
+        .unwrap();
+        assert!(differ > 0.1, "outputs differ in {differ} of the rows");
+        let same_rows = tch::no_grad(|| net.forward_t(&wide, false));
+        assert!(same_rows.select(1, 0).equal(&same_rows.select(1, 1)));
+        // prefix + rest = the whole net.
+        net.reseed(9);
+        let whole = tch::no_grad(|| net.forward_t(&x, true));
+        net.reseed(9);
+        let split = tch::no_grad(|| net.forward_from_prefix_t(&net.deterministic_prefix(&x), true));
+        assert!(whole.equal(&split));
     }
 
     #[test]

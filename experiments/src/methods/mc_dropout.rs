@@ -20,8 +20,9 @@ impl Method for McDropout {
         "MC dropout"
     }
 
-    fn serves(&self, _: Use) -> bool {
-        true
+    /// Every study but the one that learns its rates (concrete_synthetic).
+    fn serves(&self, u: Use) -> bool {
+        u != Use::ConcreteHeteroscedastic
     }
 
     fn regression_objective(&self) -> Box<dyn Objective> {

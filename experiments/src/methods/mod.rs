@@ -56,6 +56,9 @@ pub enum Use {
     StackedRegression,
     /// A classifier (mnist_rotated's LeNet).
     Classification,
+    /// Concrete dropout's net with a mean and a log-variance head, each behind its own learnt
+    /// rate, on the heteroscedastic likelihood (the concrete_synthetic study builds it itself).
+    ConcreteHeteroscedastic,
 }
 
 impl Use {
@@ -68,6 +71,10 @@ impl Use {
                  only MC dropout's single output"
             }
             Use::Classification => "trains a classifier (LeNet's class logits)",
+            Use::ConcreteHeteroscedastic => {
+                "learns the drop rate of every layer (concrete dropout) of a net with a mean and \
+                 a log-variance head"
+            }
         }
     }
 }

@@ -142,6 +142,7 @@ impl super::Study for Co2 {
             fixed_input_dropout: None,
             regularisation: RegularisationRule::Regression,
             uses: crate::methods::Use::Regression,
+            generated_data: false,
         }
     }
 
@@ -178,6 +179,7 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
         DataSource::Table(table) => {
             Co2Inputs::from_table(&crate::studies::load_table(table, out)?, co2cfg.x_star)?
         }
+        DataSource::Generated => unreachable!("validation: the co2 study reads data"),
     };
     let n_train = inputs.x_train.len();
     out.log(&format!(

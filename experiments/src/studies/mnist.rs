@@ -70,6 +70,7 @@ impl super::Study for MnistRotated {
             fixed_input_dropout: None,
             regularisation: RegularisationRule::Classification,
             uses: crate::methods::Use::Classification,
+            generated_data: false,
         }
     }
 

@@ -1,6 +1,7 @@
 //! One module per study; `run` sets up the result folder around whichever the config names.
 
 pub mod co2;
+pub mod concrete_synthetic;
 pub mod mnist;
 pub mod uci;
 
@@ -78,6 +79,7 @@ pub fn study(kind: StudyKind) -> &'static dyn Study {
         StudyKind::Co2 => &co2::Co2,
         StudyKind::MnistRotated => &mnist::MnistRotated,
         StudyKind::Uci => &uci::Uci,
+        StudyKind::ConcreteSynthetic => &concrete_synthetic::ConcreteSynthetic,
     }
 }
 

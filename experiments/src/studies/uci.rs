@@ -171,6 +171,7 @@ impl super::Study for Uci {
             ),
             regularisation: RegularisationRule::TauGrid,
             uses: crate::methods::Use::StackedRegression,
+            generated_data: false,
         }
     }
 

@@ -9,8 +9,8 @@ use super::record::{self, Bitmap, Decision};
 use super::*;
 use crate::{
     band_figure, curve_figure, errorbar_figure, line_figure, reliability_figure, scatter_figure,
-    scatter_figure_with_thumbnails, BandPanel, ErrorGroup, ReliabilityBin, ScatterGroup, Series,
-    Thumbnail,
+    scatter_figure_with_thumbnails, spread_figure, BandPanel, ErrorGroup, ReliabilityBin,
+    ScatterGroup, Series, SpreadSeries, Thumbnail,
 };
 
 /// Runs `draw` (a public figure function, given a stem in a temporary directory) and returns
@@ -340,6 +340,32 @@ fn errorbar_figure_legend_avoids_data() {
     assert_eq!(ds.len(), 1);
     check(&ds[0], Corner::UpperRight, &bitmap);
     assert!(!raised(&ds[0]), "{:?}", ds[0].placement);
+}
+
+#[test]
+fn spread_figure_legend_avoids_data() {
+    // On a log x axis: one series rises into the upper right (the old place), one falls from
+    // the upper left, with bars; both upper corners hold data.
+    let x = vec![10.0, 25.0, 50.0, 100.0, 1000.0, 10000.0];
+    let series = vec![
+        SpreadSeries {
+            label: "rising".into(),
+            x: x.clone(),
+            mean: vec![0.1, 0.2, 0.3, 0.4, 0.6, 0.9],
+            spread: vec![0.05; 6],
+        },
+        SpreadSeries {
+            label: "falling".into(),
+            x: x.clone(),
+            mean: vec![0.9, 0.7, 0.5, 0.4, 0.3, 0.2],
+            spread: vec![0.08; 6],
+        },
+    ];
+    for log_x in [true, false] {
+        let (ds, bitmap) = decisions(|stem| spread_figure("p", "N", "p", &series, log_x, stem));
+        assert_eq!(ds.len(), 1);
+        check(&ds[0], Corner::UpperRight, &bitmap);
+    }
 }
 
 #[test]
