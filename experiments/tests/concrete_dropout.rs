@@ -23,14 +23,14 @@ fn a_concrete_config_loads_with_its_temperature() {
     let m = exp.runs[0].model.method;
     assert_eq!(m.name(), "concrete_dropout");
     assert_eq!(
-        m.cache_name(Some(2.0)),
+        m.cache_name(2.0),
         "concrete_dropout temperature=2e-1 tau=2e0"
     );
     // Without a temperature: the authors' 0.1.
     let text = with_model("  dropout: 0.1\n  method: concrete_dropout\n");
     let exp = common::load_text(&text, &[]).unwrap();
     assert_eq!(
-        exp.runs[0].model.method.cache_name(Some(2.0)),
+        exp.runs[0].model.method.cache_name(2.0),
         "concrete_dropout temperature=1e-1 tau=2e0"
     );
 }

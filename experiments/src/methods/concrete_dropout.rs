@@ -540,10 +540,8 @@ impl Method for ConcreteDropout {
         net_spec: &MlpSpec,
         train: &TrainSpec,
         n: usize,
-        tau: Option<f64>,
+        tau: f64,
     ) -> (Box<dyn Objective>, TrainSpec) {
-        let tau = tau
-            .expect("concrete_dropout is trained with the run's tau (Regressor::with_precision)");
         let (weight_reg, dropout_reg) =
             Self::coefficients(train.weight_decay, net_spec.dropout, tau, n);
         let objective = ConcreteObjective::from_vars(vs, net_spec, weight_reg, dropout_reg);
@@ -563,12 +561,11 @@ impl Method for ConcreteDropout {
             .collect()
     }
 
-    fn cache_name(&self, tau: Option<f64>) -> String {
+    fn cache_name(&self, tau: f64) -> String {
         // tau enters the dropout regulariser apart from the weight decay.
         format!(
-            "concrete_dropout temperature={:e} tau={:e}",
-            self.temperature,
-            tau.unwrap_or(f64::NAN)
+            "concrete_dropout temperature={:e} tau={tau:e}",
+            self.temperature
         )
     }
 
@@ -825,8 +822,7 @@ mod tests {
         let vs = nn::VarStore::new(Device::Cpu);
         let mut s = spec(vec![32, 32], 0.1, 0.0);
         s.input_dim = 1;
-        let model = Regressor::new(by_name("concrete_dropout").unwrap(), &vs.root(), &s, 3)
-            .with_precision(1.0);
+        let model = Regressor::new(by_name("concrete_dropout").unwrap(), &vs.root(), &s, 3, 1.0);
         // wd = (1 - p0) l^2 / (2 N tau) with l = 0.1, tau = 1.
         let weight_decay = 0.9 * 0.01 / (2.0 * n as f64);
         let train = TrainSpec {

@@ -395,7 +395,7 @@ mod tests {
             .collect();
         let method = Ensemble::with_members(5);
         let vs = nn::VarStore::new(Device::Cpu);
-        let model = Regressor::new(method, &vs.root(), &spec(vec![32, 32]), 9);
+        let model = Regressor::new(method, &vs.root(), &spec(vec![32, 32]), 9, 1.0);
         assert_eq!(
             model.spec.output_dim, 10,
             "a mean and a variance per member"

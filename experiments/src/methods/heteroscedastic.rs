@@ -176,7 +176,7 @@ mod tests {
             first_layer: None,
         };
         let method = by_name("heteroscedastic").unwrap();
-        let model = Regressor::new(method, &vs.root(), &spec, 3);
+        let model = Regressor::new(method, &vs.root(), &spec, 3, 1.0);
         assert_eq!(model.spec.output_dim, 2, "a mean and a log-variance head");
         let train = TrainSpec {
             iterations: 1500,

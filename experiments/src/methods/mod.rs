@@ -99,7 +99,7 @@ pub trait Method: Sync {
     /// What the regression net is trained to minimise.
     fn regression_objective(&self) -> Box<dyn Objective>;
     /// The objective and training settings for the net built in `vs` from `net_spec`, on `n`
-    /// points with the run's precision `tau` (given by [`Regressor::with_precision`]); by default
+    /// points with the run's precision `tau` (the one [`Regressor::new`] was given); by default
     /// [`Method::regression_objective`] and `train` as is. A method whose penalty depends on
     /// learnt parameters (concrete dropout) builds it here from `vs` and may move the weight
     /// decay into it.
@@ -109,7 +109,7 @@ pub trait Method: Sync {
         net_spec: &MlpSpec,
         train: &TrainSpec,
         n: usize,
-        tau: Option<f64>,
+        tau: f64,
     ) -> (Box<dyn Objective>, TrainSpec) {
         let _ = (vs, net_spec, n, tau);
         (self.regression_objective(), train.clone())
@@ -122,7 +122,7 @@ pub trait Method: Sync {
     }
     /// The method in the weight-cache key (`cache::Key::method`): its name, plus any setting
     /// the net spec and train spec do not carry.
-    fn cache_name(&self, tau: Option<f64>) -> String {
+    fn cache_name(&self, tau: f64) -> String {
         let _ = tau;
         self.name().to_string()
     }
@@ -261,14 +261,15 @@ pub struct Regressor {
     /// what the weight cache keys on.
     pub spec: MlpSpec,
     pub net: Box<dyn StochasticModel>,
-    /// The run's model precision, for methods whose objective reads it
-    /// ([`Regressor::with_precision`]).
-    pub tau: Option<f64>,
+    /// The run's model precision, for methods whose objective reads it (concrete dropout's
+    /// regulariser; methods that learn their noise ignore it).
+    pub tau: f64,
 }
 
 impl Regressor {
-    /// Builds `method`'s net for `spec` (whose `output_dim` counts the targets).
-    pub fn new(method: MethodRef, vs: &nn::Path, spec: &MlpSpec, seed: u64) -> Self {
+    /// Builds `method`'s net for `spec` (whose `output_dim` counts the targets), to be trained
+    /// with the run's model precision `tau`.
+    pub fn new(method: MethodRef, vs: &nn::Path, spec: &MlpSpec, seed: u64, tau: f64) -> Self {
         let mut spec = spec.clone();
         spec.output_dim *= method.outputs_per_target();
         let net = method.regression_net(vs, &spec, seed);
@@ -276,16 +277,7 @@ impl Regressor {
             method,
             spec,
             net,
-            tau: None,
-        }
-    }
-
-    /// The same, trained with the run's model precision `tau` (concrete dropout's regulariser
-    /// reads it).
-    pub fn with_precision(self, tau: f64) -> Self {
-        Self {
-            tau: Some(tau),
-            ..self
+            tau,
         }
     }
 

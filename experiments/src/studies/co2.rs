@@ -78,6 +78,17 @@ impl RunResult {
     fn is_mc_dropout(&self) -> bool {
         self.method == "mc_dropout"
     }
+
+    /// How tables and figures name the run: the method's label, and the run's name unless it
+    /// only repeats the method's ("MC dropout relu", but "deep ensemble", not "deep ensemble
+    /// ensemble").
+    fn title(&self) -> String {
+        if self.name == self.method {
+            self.label.to_string()
+        } else {
+            format!("{} {}", self.label, self.name)
+        }
+    }
 }
 
 /// One row of the summary table.
@@ -258,7 +269,7 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
     for r in &results {
         let (mean, sd) = (&r.pred.mean, &r.pred.sd);
         rows.push(Row {
-            model: format!("{} {}", r.label, r.name),
+            model: r.title(),
             activation: r.activation.to_string(),
             dropout: r.dropout,
             samples: r.samples as f64,
@@ -278,7 +289,7 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
         if let Some((t, small)) = &r.small {
             let (mean, sd) = (&small.mean, &small.sd);
             rows.push(Row {
-                model: format!("{} {} (T={t})", r.label, r.name),
+                model: format!("{} (T={t})", r.title()),
                 activation: r.activation.to_string(),
                 dropout: r.dropout,
                 samples: *t as f64,
@@ -437,7 +448,7 @@ fn run_one(
     let weight_decay = trainer.weight_decay;
     let method = run.model.method;
     let mut vs = nn::VarStore::new(ctx.device);
-    let model = Regressor::new(method, &vs.root(), &spec, run.seed).with_precision(tau);
+    let model = Regressor::new(method, &vs.root(), &spec, run.seed, tau);
     let cache_name = model.cache_name();
     let warmup_steps = run.trainer.dropout_warmup_steps(trainer.iterations);
     let key = Key {
@@ -510,7 +521,13 @@ fn run_one(
     let train_ll =
         method.regression_log_likelihood(&passes.inputs(0..n_train), &inputs.y_train, tau)?;
     let standard = model.point(&x_all_t)?;
-    let small = if run.model.activation == Activation::Relu && co2cfg.small_samples < mc.samples {
+    // Fig. 3's few passes, for ReLU nets whose passes differ (an ensemble's members without
+    // dropout give the same predictive at any T).
+    let stochastic = run.model.dropout > 0.0 || run.model.input_dropout > 0.0;
+    let small = if run.model.activation == Activation::Relu
+        && stochastic
+        && co2cfg.small_samples < mc.samples
+    {
         let mc_small = McConfig {
             samples: co2cfg.small_samples,
             ..mc
@@ -868,7 +885,7 @@ fn draw_sd_parts(inputs: &Co2Inputs, results: &[RunResult], dir: &std::path::Pat
             })
             .collect();
         line_figure(
-            &format!("Predictive sd and its parts, {} {}", r.label, r.name),
+            &format!("Predictive sd and its parts, {}", r.title()),
             "x (standardised)",
             "sd",
             &[
