@@ -9,6 +9,7 @@
 
 pub mod concrete_dropout;
 pub mod ensemble;
+pub mod gaussian_dropout;
 pub mod heteroscedastic;
 pub mod mc_dropout;
 
@@ -27,6 +28,7 @@ pub const ALL: &[&dyn Method] = &[
     &heteroscedastic::Heteroscedastic,
     &concrete_dropout::ConcreteDropout::DEFAULT,
     &ensemble::Ensemble::DEFAULT,
+    &gaussian_dropout::GaussianDropout,
 ];
 
 /// The default method (`model.method` absent).
