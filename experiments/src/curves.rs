@@ -231,10 +231,14 @@ pub struct Labels<'a> {
     pub loss: &'a str,
 }
 
+/// Most lines one figure of learnt values draws (its legend lists each).
+pub const MAX_FIGURE_SERIES: usize = 24;
+
 /// Writes `curves` (those with at least one step): `tables/<prefix>training_curves.csv` and
 /// `.parquet` with every logged step, `.md` with at most [`MARKDOWN_ROWS_PER_RUN`] per run,
 /// `figures/<prefix>training_curves.*` (the losses) and, when a run learnt values beside its
-/// weights, `figures/<prefix>training_curves_p.*`. Nothing without a curve.
+/// weights, `figures/<prefix>training_curves_p.*` (up to [`MAX_FIGURE_SERIES`] lines; beyond, the
+/// table alone). Nothing without a curve.
 pub fn write(out: &OutputDir, prefix: &str, labels: Labels, curves: &[Curve]) -> Result<()> {
     let title = labels.table;
     let curves: Vec<Curve> = curves
@@ -283,7 +287,17 @@ pub fn write(out: &OutputDir, prefix: &str, labels: Labels, curves: &[Curve]) ->
             })
         })
         .collect();
-    if !learned.is_empty() {
+    // Past this many lines a legend cannot fit beside them (concrete_synthetic: 18 nets x 5
+    // rates); the table keeps every series.
+    let drawn = !learned.is_empty() && learned.len() <= MAX_FIGURE_SERIES;
+    if learned.len() > MAX_FIGURE_SERIES {
+        out.log(&format!(
+            "training curves: {} learnt-value series are too many for one figure, so \
+             figures/{stem}_p is not drawn; tables/{stem}.csv has them",
+            learned.len()
+        ));
+    }
+    if drawn {
         curve_figure(
             "Learnt drop rates during training (concrete dropout)",
             "training step",
@@ -296,10 +310,10 @@ pub fn write(out: &OutputDir, prefix: &str, labels: Labels, curves: &[Curve]) ->
         "training curves: {} run(s), {} logged steps in tables/{stem}.csv, figures/{stem}.png{}",
         curves.len(),
         full.n_rows(),
-        if learned.is_empty() {
-            String::new()
-        } else {
+        if drawn {
             format!(", figures/{stem}_p.png")
+        } else {
+            String::new()
         }
     ));
     Ok(())

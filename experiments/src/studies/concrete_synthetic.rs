@@ -181,6 +181,28 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
     table.write_all(&tables, "summary")?;
     let figures = out.subdir("figures")?;
     draw_figures(&results, several, &figures)?;
+    let curves: Vec<crate::curves::Curve> = results
+        .iter()
+        .map(|r| {
+            let name = if several {
+                format!("{} N={} rep {}", r.run, r.n, r.repeat + 1)
+            } else {
+                format!("N={} rep {}", r.n, r.repeat + 1)
+            };
+            crate::curves::Curve::of(&name, &r.train)
+        })
+        .collect();
+    crate::curves::write(
+        out,
+        "",
+        crate::curves::Labels {
+            table: "Concrete synthetic training curves: the objective on each logged step's batch \
+                    (heteroscedastic NLL + concrete regulariser), per net",
+            figure: "Training loss per net (N, repetition)",
+            loss: "training loss (objective on the batch)",
+        },
+        &curves,
+    )?;
     out.log(&format!("\n{}", table.to_markdown()));
     Ok(())
 }
