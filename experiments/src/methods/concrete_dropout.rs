@@ -48,7 +48,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use anyhow::Result;
-use mcd_models::mlp::{Activation, Mlp, MlpSpec};
+use mcd_models::mlp::{Activation, MlpSpec};
 use mcd_models::rng::splitmix64;
 use mcd_models::StochasticModel;
 use mcd_trainer::{HalfMse, Objective, TrainError, TrainSpec};
@@ -153,17 +153,9 @@ impl ConcreteMlp {
         temperature: f64,
         split_head: bool,
     ) -> Self {
-        // Build the MC-dropout net only for its seeded initial weights (its variables are ours).
-        let _init = Mlp::new(path, spec, seed);
-        let n_layers = spec.hidden.len() + 1;
+        let layers = super::mlp_variables(path, spec, seed);
+        let n_layers = layers.len();
         let last = n_layers - 1;
-        let layers = (0..n_layers)
-            .map(|i| {
-                let p = path.sub(format!("layer{i}"));
-                let get = |name| p.get(name).expect("the Mlp just created this variable");
-                (get("weight"), get("bias"))
-            })
-            .collect();
         let concrete = |name: String, p0: f64, stream: u64| {
             let logit = (p0 / (1.0 - p0)).ln();
             let logit_p = path

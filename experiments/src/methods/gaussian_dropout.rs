@@ -24,7 +24,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Result;
-use mcd_models::mlp::{Activation, Mlp, MlpSpec};
+use mcd_models::mlp::{Activation, MlpSpec};
 use mcd_models::rng::splitmix64;
 use mcd_models::StochasticModel;
 use mcd_trainer::{HalfMse, Objective};
@@ -110,16 +110,8 @@ impl GaussianMlp {
     /// Variables under `path`: the `Mlp`'s `layer{i}.weight` / `.bias`, with the same initial
     /// values for the same spec and seed; the noise streams are derived from `seed` too.
     pub fn new(path: &nn::Path, spec: &MlpSpec, seed: u64) -> Self {
-        // Build the MC-dropout net only for its seeded initial weights (its variables are ours).
-        let _init = Mlp::new(path, spec, seed);
-        let n_layers = spec.hidden.len() + 1;
-        let layers = (0..n_layers)
-            .map(|i| {
-                let p = path.sub(format!("layer{i}"));
-                let get = |name| p.get(name).expect("the Mlp just created this variable");
-                (get("weight"), get("bias"))
-            })
-            .collect();
+        let layers = super::mlp_variables(path, spec, seed);
+        let n_layers = layers.len();
         let noise = (0..n_layers)
             .map(|i| {
                 let p = if i == 0 {
@@ -237,6 +229,7 @@ mod tests {
     use crate::methods::{by_name, Regressor};
     use mcd_models::mc::McConfig;
     use mcd_models::mlp::InitScheme;
+    use mcd_models::mlp::Mlp;
     use tch::{Device, Kind};
 
     fn spec(dropout: f64, input_dropout: f64) -> MlpSpec {

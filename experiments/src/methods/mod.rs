@@ -255,6 +255,21 @@ pub fn gaussian_mixture_log_likelihood(
     .mean)
 }
 
+/// The variables of the MC-dropout `Mlp` for `spec` and `seed`, created under `path`: (weight
+/// [out, in], bias [out]) per Linear, named `layer{i}.weight` / `.bias`. A method with its own
+/// net starts from them, so it differs from MC dropout only in what it does with them.
+pub fn mlp_variables(path: &nn::Path, spec: &MlpSpec, seed: u64) -> Vec<(Tensor, Tensor)> {
+    // Built only for its seeded initial weights; the variables stay in `path`'s store.
+    let _init = Mlp::new(path, spec, seed);
+    (0..spec.hidden.len() + 1)
+        .map(|i| {
+            let p = path.sub(format!("layer{i}"));
+            let get = |name| p.get(name).expect("the Mlp just created this variable");
+            (get("weight"), get("bias"))
+        })
+        .collect()
+}
+
 /// A method's regression net: what a study builds (by [`Regressor::new`], the one factory),
 /// trains and predicts with.
 pub struct Regressor {
