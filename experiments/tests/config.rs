@@ -433,6 +433,34 @@ fn dropout_warmup_is_a_fraction_for_nets_with_fixed_drop_rates() {
 }
 
 #[test]
+fn adversarial_training_is_a_fraction_for_ensembles_only() {
+    let ens = ["model.method=ensemble", "model.dropout=0"];
+    let ok = load_text(
+        &common::tiny_config(),
+        &[ens[0], ens[1], "trainer.adversarial=0.01"],
+    )
+    .unwrap();
+    assert!(ok.runs.iter().all(|r| r.trainer.adversarial == 0.01));
+    let off = load_text(&common::tiny_config(), &[]).unwrap();
+    assert_eq!(off.runs[0].trainer.adversarial, 0.0);
+    for bad in ["1", "-0.01", ".inf"] {
+        let e = err(
+            &common::tiny_config(),
+            &[ens[0], ens[1], &format!("trainer.adversarial={bad}")],
+        );
+        assert_eq!(e.key, "trainer.adversarial", "{e}");
+        assert!(e.to_string().contains("[0, 1)"), "{e}");
+    }
+    // MC dropout has no adversarial training: refused, naming the method.
+    let e = err(&common::tiny_config(), &["trainer.adversarial=0.01"]);
+    assert_eq!(e.key, "trainer.adversarial", "{e}");
+    assert!(e.to_string().contains("mc_dropout"), "{e}");
+    // Only the co2 study reads it.
+    let e = err(&uci_text(), &["trainer.adversarial=0.01"]);
+    assert_eq!(e.key, "trainer.adversarial", "{e}");
+}
+
+#[test]
 fn a_base_value_one_variant_replaces_is_checked_where_it_is_kept() {
     // The ensemble variant needs `model.dropout: 0` and sets it; the other run keeps the base
     // 0.1, which is valid there. Once refused: the base value was checked in place of the

@@ -9,9 +9,11 @@
 //! `tau = (1 - p) l^2 / (2 N wd)` applies unchanged.
 
 pub mod adam;
+pub mod adversarial;
 pub mod stacked;
 pub mod warmup;
 
+pub use adversarial::Adversarial;
 pub use warmup::DropoutWarmup;
 
 use std::time::Instant;
@@ -200,6 +202,12 @@ pub trait Objective {
     fn tracked(&self) -> Vec<(String, f64)> {
         Vec::new()
     }
+    /// The loss of one training step on the batch `x`, `y`: by default [`Objective::loss`] of
+    /// one `model.forward_t(x, true)`. An objective that needs the inputs themselves (the
+    /// adversarial term of [`Adversarial`]) runs its own forwards here.
+    fn batch_loss(&self, model: &dyn ModuleT, x: &Tensor, y: &Tensor) -> Tensor {
+        self.loss(&model.forward_t(x, true), y)
+    }
 }
 
 /// 0.5 * mean over points of the squared error (summed over outputs); targets [N, k] float.
@@ -285,8 +293,9 @@ pub fn train_classifier(
 }
 
 /// The one training loop: `model` (whose variables live in `vs`) on inputs `x` [N, ...] and
-/// targets `y`, minimising `objective` with dropout on. Each step runs one
-/// `model.forward_t(.., true)` (what [`DropoutWarmup`] counts steps by). After every epoch (one pass over the
+/// targets `y`, minimising `objective` with dropout on. Each step evaluates
+/// [`Objective::batch_loss`] once (one `model.forward_t(.., true)` unless the objective runs
+/// more; [`DropoutWarmup`] counts steps by these calls). After every epoch (one pass over the
 /// shuffled data) `on_epoch(epoch)` may return a summary, which is passed to the progress sink.
 #[allow(clippy::too_many_arguments)]
 pub fn train(
@@ -339,8 +348,7 @@ pub fn train(
                 (x.index_select(0, &idx), y.index_select(0, &idx))
             }
         };
-        let out = model.forward_t(&xb, true);
-        let loss = objective.loss(&out, &yb);
+        let loss = objective.batch_loss(model, &xb, &yb);
         let last = it + 1 == spec.iterations;
         let report = it.is_multiple_of(spec.log_every.max(1)) || last;
         if report {

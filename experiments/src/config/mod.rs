@@ -292,6 +292,9 @@ pub struct TrainSettings {
     /// Fraction of the steps over which the drop rates rise from 0 to the configured ones
     /// (`trainer.dropout_warmup`; 0: none).
     pub dropout_warmup: f64,
+    /// Adversarial training's step as a fraction of each input's range (`trainer.adversarial`;
+    /// 0: none; deep ensembles only).
+    pub adversarial: f64,
 }
 
 impl TrainSettings {
@@ -1199,6 +1202,31 @@ fn check_run(
             f
         }
     };
+    let adversarial = match t.adversarial {
+        None => 0.0,
+        Some(f) => {
+            let f = finite_in(
+                src,
+                "trainer.adversarial",
+                f,
+                (0.0..1.0).contains(&f),
+                "a fraction of each input's range in [0, 1)",
+                origin,
+            )?;
+            if f > 0.0 && model.method.name() != "ensemble" {
+                return Err(src.error(
+                    "trainer.adversarial",
+                    format!(
+                        "got {f}, but adversarial training is deep ensembles' (allowed with \
+                         `model.method: ensemble`, this run's method is `{}`)",
+                        model.method.name()
+                    ),
+                    origin("trainer.adversarial"),
+                ));
+            }
+            f
+        }
+    };
     let trainer = TrainSettings {
         batch_size,
         lr,
@@ -1207,6 +1235,7 @@ fn check_run(
         seed: raw.seed,
         log_every,
         dropout_warmup,
+        adversarial,
     };
 
     let p = &raw.precision;

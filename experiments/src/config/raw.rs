@@ -197,6 +197,8 @@ pub struct RawTrainer {
     pub log_every: Option<i64>,
     #[serde(default)]
     pub dropout_warmup: Option<f64>,
+    #[serde(default)]
+    pub adversarial: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -127,6 +127,8 @@ pub const KEYS: &[KeyDoc] = &[
         "Steps between loss reports (progress and the training curve); uci reports every 200 steps."),
     key!("trainer.dropout_warmup", "number", "0", "[0, 1); > 0 only with `model.method` mc_dropout or heteroscedastic and some dropout", &[Co2], "0.5",
         "Dropout warm-up (curriculum dropout): over this fraction of the steps every drop rate rises linearly from 0 to its configured value, then stays; the final objective, tau and the predictive are the configured rate's."),
+    key!("trainer.adversarial", "number", "0", "[0, 1); > 0 only with `model.method: ensemble`", &[Co2], "0.01",
+        "Deep ensembles' adversarial training (Lakshminarayanan et al. 2017, fast gradient sign): each step's loss is l(x) + l(x + eps sign(dl/dx)), each member with its own perturbation; eps per input is this fraction of the input's range over the training data (the paper: 0.01). 0: off."),
     key!("precision", "section", "`{}`", "", ALL, "{length_scale: 0.25}",
         "Model precision tau and prior length-scale l: give two of `trainer.weight_decay`, `precision.tau`, `precision.length_scale` (uci: `length_scale`, optionally `tau` to fix it; concrete_synthetic: `length_scale`, optionally `tau`, default 1)."),
     key!("precision.length_scale", "number", "see `precision`", "> 0", ALL, "0.25",

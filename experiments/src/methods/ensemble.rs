@@ -149,13 +149,18 @@ impl ModuleT for EnsembleNet {
 }
 
 impl StochasticModel for EnsembleNet {
-    /// The whole net: members have no dropout.
+    /// The whole net: members have no dropout. Inputs `[N, d]` are shared by every member;
+    /// `[M, N, d]` give member m slice m (adversarial training's own examples per member).
     fn deterministic_prefix(&self, xs: &Tensor) -> Tensor {
         let m = self.stack.len() as i64;
-        let (n, d) = (xs.size()[0], xs.size()[1]);
-        let out = self
-            .stack
-            .forward_t(&xs.unsqueeze(0).expand([m, n, d], false), false);
+        let per_member = if xs.dim() == 3 {
+            xs.shallow_clone()
+        } else {
+            let (n, d) = (xs.size()[0], xs.size()[1]);
+            xs.unsqueeze(0).expand([m, n, d], false)
+        };
+        let n = per_member.size()[1];
+        let out = self.stack.forward_t(&per_member, false);
         let mean = out.narrow(2, 0, 1);
         let var = out.narrow(2, 1, 1).softplus() + MIN_VARIANCE;
         Tensor::cat(&[mean, var], 2)
@@ -236,6 +241,10 @@ impl Method for Ensemble {
         Box::new(EnsembleNll)
     }
 
+    fn independent_nets(&self) -> usize {
+        self.members
+    }
+
     /// The mixture's moments; `tau` is not used (the variance heads learn the noise).
     fn regression_predictive(&self, passes: &Passes, _tau: f64) -> Result<RegressionPredictive> {
         let (means, vars) = self.components(passes)?;
@@ -259,7 +268,7 @@ mod tests {
     use crate::methods::Regressor;
     use mcd_models::mc::McConfig;
     use mcd_models::mlp::{Activation, InitScheme};
-    use mcd_trainer::{LrSchedule, Optimizer, Silent, TrainSpec};
+    use mcd_trainer::{LrSchedule, Optimizer, Silent, TrainReport, TrainSpec};
     use tch::Device;
 
     fn spec(hidden: Vec<usize>) -> MlpSpec {
@@ -346,40 +355,66 @@ mod tests {
 
     /// A member of the stack trains to the weights of the same net (same seed) trained alone,
     /// bit for bit (one thread), with mini-batches.
+    /// Trains an ensemble of `seeds.len()` members on sin(3x), with adversarial training when
+    /// `adversarial` (a step of 0.05 in x) is set.
+    fn train_members(seeds: &[u64], adversarial: Option<f64>) -> (EnsembleNet, TrainReport) {
+        let x: Vec<f32> = (0..40).map(|i| -1.0 + i as f32 / 20.0).collect();
+        let y: Vec<f32> = x.iter().map(|&x| (3.0 * x).sin()).collect();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = EnsembleNet::new(&vs.root(), &spec(vec![16, 16]), seeds);
+        let adv =
+            adversarial.map(|eps| mcd_trainer::Adversarial::new(&EnsembleNll, &[eps], seeds.len()));
+        let objective: &dyn Objective = match &adv {
+            Some(a) => a,
+            None => &EnsembleNll,
+        };
+        let out = mcd_trainer::train(
+            &vs,
+            &net,
+            &col(&x),
+            &col(&y),
+            &adam(60, Some(16)),
+            objective,
+            &mut Silent,
+            &mut |_| None,
+        )
+        .unwrap();
+        (net, out)
+    }
+
+    /// A member trained in the stack ends with the weights it reaches alone, bit for bit; with
+    /// adversarial training too, which shows that each member is perturbed by its own gradient
+    /// (a shared perturbation would follow the sum of the members' gradients).
     #[test]
     fn a_member_in_the_stack_trains_as_alone() {
         tch::set_num_threads(1);
-        let x: Vec<f32> = (0..40).map(|i| -1.0 + i as f32 / 20.0).collect();
-        let y: Vec<f32> = x.iter().map(|&x| (3.0 * x).sin()).collect();
         let seeds = [21u64, 22, 23];
-        let train = |seeds: &[u64]| {
-            let vs = nn::VarStore::new(Device::Cpu);
-            let net = EnsembleNet::new(&vs.root(), &spec(vec![16, 16]), seeds);
-            let out = mcd_trainer::train(
-                &vs,
-                &net,
-                &col(&x),
-                &col(&y),
-                &adam(60, Some(16)),
-                &EnsembleNll,
-                &mut Silent,
-                &mut |_| None,
-            )
-            .unwrap();
-            (net, out)
-        };
-        let (stack, report) = train(&seeds);
-        let (first, last) = (report.losses[0].1, report.losses.last().unwrap().1);
-        assert!(last < first, "loss {first} -> {last}");
-        for (i, &seed) in seeds.iter().enumerate() {
-            let (alone, _) = train(&[seed]);
-            let ours = stack.stack().member_layers(i);
-            for (l, ((wa, ba), (ws, bs))) in
-                alone.stack().member_layers(0).iter().zip(&ours).enumerate()
-            {
-                assert!(wa.equal(ws) && ba.equal(bs), "member {i}, layer {l}");
+        for adversarial in [None, Some(0.05)] {
+            let (stack, report) = train_members(&seeds, adversarial);
+            let (first, last) = (report.losses[0].1, report.losses.last().unwrap().1);
+            assert!(last < first, "{adversarial:?}: loss {first} -> {last}");
+            for (i, &seed) in seeds.iter().enumerate() {
+                let (alone, _) = train_members(&[seed], adversarial);
+                let ours = stack.stack().member_layers(i);
+                for (l, ((wa, ba), (ws, bs))) in
+                    alone.stack().member_layers(0).iter().zip(&ours).enumerate()
+                {
+                    assert!(
+                        wa.equal(ws) && ba.equal(bs),
+                        "{adversarial:?}: member {i}, layer {l}"
+                    );
+                }
             }
         }
+        // The adversarial term changes the training: other weights than without it.
+        let (plain, _) = train_members(&seeds[..1], None);
+        let (adv, _) = train_members(&seeds[..1], Some(0.05));
+        let (wp, _) = &plain.stack().member_layers(0)[0];
+        let (wa, _) = &adv.stack().member_layers(0)[0];
+        assert!(
+            !wp.equal(wa),
+            "adversarial training left the weights unchanged"
+        );
     }
 
     /// With few 1-D training points, the members agree on them and disagree away from them.

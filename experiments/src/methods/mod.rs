@@ -128,6 +128,12 @@ pub trait Method: Sync {
         let _ = tau;
         self.name().to_string()
     }
+    /// How many independent nets the regression net holds side by side (an ensemble's
+    /// members): adversarial training gives each its own perturbed copy of the inputs, and the
+    /// net then reads inputs `[nets, N, d]`. By default one.
+    fn independent_nets(&self) -> usize {
+        1
+    }
     /// The predictive distribution of T passes over N inputs (one target), in the units the
     /// net was trained in; `tau` is the run's model precision.
     fn regression_predictive(&self, passes: &Passes, tau: f64) -> Result<RegressionPredictive>;
@@ -281,6 +287,9 @@ pub struct Regressor {
     /// The run's model precision, for methods whose objective reads it (concrete dropout's
     /// regulariser; methods that learn their noise ignore it).
     pub tau: f64,
+    /// Adversarial training's step as a fraction of each input's range (0: none); set by
+    /// [`Regressor::with_adversarial`].
+    pub adversarial: f64,
 }
 
 impl Regressor {
@@ -295,12 +304,26 @@ impl Regressor {
             spec,
             net,
             tau,
+            adversarial: 0.0,
         }
     }
 
-    /// The method in the weight-cache key.
+    /// Trains with adversarial examples (`trainer.adversarial`, validated for ensembles only):
+    /// the step per input is `fraction` of that input's range in the training data.
+    pub fn with_adversarial(mut self, fraction: f64) -> Self {
+        self.adversarial = fraction;
+        self
+    }
+
+    /// The method in the weight-cache key (with the adversarial step, when there is one, so
+    /// keys without it are unchanged).
     pub fn cache_name(&self) -> String {
-        self.method.cache_name(self.tau)
+        let name = self.method.cache_name(self.tau);
+        if self.adversarial > 0.0 {
+            format!("{name}+adversarial{}", self.adversarial)
+        } else {
+            name
+        }
     }
 
     /// What the method learnt beside the weights (see [`Method::learned`]).
@@ -310,7 +333,9 @@ impl Regressor {
 
     /// Trains the net on `x` [N, d], `y` [N, 1] with the method's objective; over the first
     /// `dropout_warmup` steps the drop rates rise from 0 to the configured ones
-    /// ([`mcd_trainer::DropoutWarmup`]; validation allows it only for nets with dropout layers).
+    /// ([`mcd_trainer::DropoutWarmup`]; validation allows it only for nets with dropout layers);
+    /// with [`Regressor::with_adversarial`] each step adds the loss at adversarial inputs
+    /// ([`mcd_trainer::Adversarial`]; ensembles only).
     pub fn train(
         &self,
         vs: &nn::VarStore,
@@ -333,9 +358,30 @@ impl Regressor {
                 )
             })
             .flatten();
-        let objective: &dyn Objective = match &warmup {
-            Some(w) => w,
-            None => objective.as_ref(),
+        let adversarial = (self.adversarial > 0.0)
+            .then(|| -> Result<_, mcd_trainer::TrainError> {
+                let read = |t: Tensor, op| {
+                    Vec::<f64>::try_from(t.to_kind(tch::Kind::Double))
+                        .map_err(|source| mcd_trainer::TrainError::Torch { op, source })
+                };
+                let high = read(x.amax(0, false), "reading the inputs' maxima")?;
+                let low = read(x.amin(0, false), "reading the inputs' minima")?;
+                let eps: Vec<f64> = high
+                    .iter()
+                    .zip(&low)
+                    .map(|(h, l)| self.adversarial * (h - l))
+                    .collect();
+                Ok(mcd_trainer::Adversarial::new(
+                    objective.as_ref(),
+                    &eps,
+                    self.method.independent_nets(),
+                ))
+            })
+            .transpose()?;
+        let objective: &dyn Objective = match (&warmup, &adversarial) {
+            (Some(w), _) => w,
+            (None, Some(a)) => a,
+            (None, None) => objective.as_ref(),
         };
         mcd_trainer::train(
             vs,

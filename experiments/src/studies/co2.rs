@@ -448,7 +448,8 @@ fn run_one(
     let weight_decay = trainer.weight_decay;
     let method = run.model.method;
     let mut vs = nn::VarStore::new(ctx.device);
-    let model = Regressor::new(method, &vs.root(), &spec, run.seed, tau);
+    let model = Regressor::new(method, &vs.root(), &spec, run.seed, tau)
+        .with_adversarial(run.trainer.adversarial);
     let cache_name = model.cache_name();
     let warmup_steps = run.trainer.dropout_warmup_steps(trainer.iterations);
     let key = Key {
@@ -475,13 +476,19 @@ fn run_one(
             )
             .with_context(|| format!("training run `{}`", run.name))
     })?;
-    let warmup = if warmup_steps > 0 {
+    let mut extras = if warmup_steps > 0 {
         format!(", dropout warm-up over the first {warmup_steps} steps")
     } else {
         String::new()
     };
+    if model.adversarial > 0.0 {
+        extras += &format!(
+            ", adversarial training (step {} of each input's range)",
+            model.adversarial
+        );
+    }
     out.log(&format!(
-        "[{}] {} it, {:.1}s, final loss {:.4}, weight decay {weight_decay:.3e}, tau {tau:.4}{warmup}",
+        "[{}] {} it, {:.1}s, final loss {:.4}, weight decay {weight_decay:.3e}, tau {tau:.4}{extras}",
         run.name, train.iterations, train.seconds, train.final_loss
     ));
     // What the method learnt beside the weights (concrete dropout: p per layer).
