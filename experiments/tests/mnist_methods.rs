@@ -1,6 +1,6 @@
 //! MNIST methods (configs/mnist_methods.yaml): a deep ensemble of LeNets and a concrete-dropout
 //! LeNet-all next to MC dropout. The ensemble's predictive by hand, the config errors of bad
-//! method settings on the mnist_rotated study (located, exit 1, no panic, no result folder
+//! method settings on the mnist_rotated study (located, exit 2, no panic, no result folder
 //! touched), and a tiny three-method run that writes the methods table, the rotated-digit
 //! figures per method and the training curves with the learnt p.
 
@@ -179,7 +179,7 @@ fn bad_method_settings_on_mnist_are_located_errors() {
     }
 }
 
-/// `mcd run` on a bad method setting: exit 1, the located error on stderr, no panic, and the
+/// `mcd run` on a bad method setting: exit 2, the located error on stderr, no panic, and the
 /// previous result folder left as it was.
 #[test]
 fn mcd_run_refuses_bad_method_settings_without_touching_results() {
@@ -203,7 +203,8 @@ fn mcd_run_refuses_bad_method_settings_without_touching_results() {
             .output()
             .expect("running mcd");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{key}: {stderr}");
+        // A config error: exit 2 (README, "What happens when things go wrong").
+        assert_eq!(out.status.code(), Some(2), "{key}: {stderr}");
         assert!(
             stderr.contains("bad.yaml") && stderr.contains(key),
             "{key}: {stderr}"
