@@ -85,7 +85,10 @@ fn bad_ensemble_settings_are_located_errors() {
     // and the key.
     let e = err(&common::tiny_synthetic_config(), &["model.method=ensemble"]);
     assert_eq!(e.key, "model.method", "{e}");
-    assert!(e.to_string().contains("allowed here: concrete_dropout"), "{e}");
+    assert!(
+        e.to_string().contains("allowed here: concrete_dropout"),
+        "{e}"
+    );
     let e = err(&common::tiny_mnist_config(), &["model.members=3"]);
     assert_eq!(e.key, "model.members", "{e}");
 }

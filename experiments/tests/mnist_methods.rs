@@ -189,12 +189,18 @@ fn mcd_run_refuses_bad_method_settings_without_touching_results() {
     std::fs::create_dir_all(&previous).unwrap();
     std::fs::write(previous.join("run.log"), "an earlier run\n").unwrap();
     for (lines, key) in [
-        ("  dropout: 0\n  method: ensemble\n  members: 0\n", "model.members"),
+        (
+            "  dropout: 0\n  method: ensemble\n  members: 0\n",
+            "model.members",
+        ),
         (
             "  dropout: 0.1\n  method: concrete_dropout\n  temperature: 0\n",
             "model.temperature",
         ),
-        ("  dropout: 0.25\n  method: gaussian_dropout\n", "model.method"),
+        (
+            "  dropout: 0.25\n  method: gaussian_dropout\n",
+            "model.method",
+        ),
     ] {
         let cfg = common::write(dir.path(), "bad.yaml", &with_model(lines));
         let out = Command::new(env!("CARGO_BIN_EXE_mcd"))

@@ -141,7 +141,11 @@ impl LeNetEnsemble {
 
 impl ModuleT for LeNetEnsemble {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let outs: Vec<Tensor> = self.members.iter().map(|m| m.forward_t(xs, train)).collect();
+        let outs: Vec<Tensor> = self
+            .members
+            .iter()
+            .map(|m| m.forward_t(xs, train))
+            .collect();
         Tensor::cat(&outs, 1)
     }
 }
@@ -548,10 +552,7 @@ mod tests {
         let spec = LeNetSpec::mnist(0.1, LeNetDropout::All);
         let net = ConcreteLeNet::new(&vs.root(), &spec, 2, 0.1);
         assert_eq!(
-            net.rates()
-                .iter()
-                .map(|r| (r.0, r.1))
-                .collect::<Vec<_>>(),
+            net.rates().iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(),
             [
                 ("p_after_conv1", 11_520),
                 ("p_after_conv2", 3_200),
@@ -593,8 +594,7 @@ mod tests {
         net.reseed(5);
         let whole = tch::no_grad(|| net.forward_t(&x, true));
         net.reseed(5);
-        let split =
-            tch::no_grad(|| net.forward_from_prefix_t(&net.deterministic_prefix(&x), true));
+        let split = tch::no_grad(|| net.forward_from_prefix_t(&net.deterministic_prefix(&x), true));
         assert!(whole.equal(&split));
         assert!(!whole.equal(&out));
     }

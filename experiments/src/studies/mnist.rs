@@ -311,8 +311,8 @@ fn run_one(
         memory_budget_bytes: budget,
         seed,
     };
-    let rot_logits = to_vec_f32(&model.logit_passes(&rot_x, &rot_mc))
-        .context("reading the rotation samples")?;
+    let rot_logits =
+        to_vec_f32(&model.logit_passes(&rot_x, &rot_mc)).context("reading the rotation samples")?;
     let rot_std = to_vec_f32(&model.standard_logits(&rot_x))
         .context("reading the rotation's standard prediction")?;
     let thumbs: Vec<Thumbnail> = rotated
@@ -440,11 +440,7 @@ fn run_one(
         ];
         for (name, s) in scores {
             let s: Vec<f64> = s;
-            ood.push((
-                name,
-                cls::auroc(&s, &is_ood)?,
-                cls::aupr(&s, &is_ood)?,
-            ));
+            ood.push((name, cls::auroc(&s, &is_ood)?, cls::aupr(&s, &is_ood)?));
         }
     }
     // The predictive's scores: entropy and mutual information (the last two).
@@ -733,10 +729,7 @@ fn methods_table(outcomes: &[Outcome]) -> Result<Table> {
             }),
         ));
     }
-    cols.push(Column::new(
-        "iterations",
-        f(&|o| o.train.iterations as f64),
-    ));
+    cols.push(Column::new("iterations", f(&|o| o.train.iterations as f64)));
     cols.push(Column::new("train_seconds", f(&|o| o.train.seconds)));
     Ok(Table::from_columns(
         "MNIST methods: each run's predictive on the test set (MC dropout and concrete dropout: T passes; deep ensemble: its M members), Fashion-MNIST AUROC / AUPR of its entropy and mutual information, learnt drop rates",
