@@ -74,18 +74,14 @@ fn bad_temperatures_and_initial_rates_are_located_errors() {
 }
 
 #[test]
-fn the_mnist_classifier_refuses_concrete_dropout() {
+fn the_mnist_classifier_takes_concrete_dropout() {
+    // Its LeNet learns p at every dropout position (tests/mnist_methods.rs has the run).
     let text = common::tiny_mnist_config().replace(
         "  dropout: 0.25\n",
         "  dropout: 0.25\n  method: concrete_dropout\n",
     );
-    let e = err(&text, &[]);
-    assert_err(
-        &e,
-        "model.method",
-        Some(10),
-        &["`concrete_dropout`", "allowed here: mc_dropout"],
-    );
+    let exp = common::load_text(&text, &[]).unwrap();
+    assert_eq!(exp.runs[0].model.method.name(), "concrete_dropout");
 }
 
 #[test]

@@ -81,10 +81,14 @@ fn bad_ensemble_settings_are_located_errors() {
         Some(9),
         &["got 0.1", "`model.method: ensemble`: 0"],
     );
-    // The studies that cannot use it refuse it, and the key.
-    let e = err(&common::tiny_mnist_config(), &["model.method=ensemble"]);
+    // The studies that cannot use it refuse it (mnist_rotated takes it: tests/mnist_methods.rs),
+    // and the key.
+    let e = err(&common::tiny_synthetic_config(), &["model.method=ensemble"]);
     assert_eq!(e.key, "model.method", "{e}");
-    assert!(e.to_string().contains("allowed here: mc_dropout"), "{e}");
+    assert!(
+        e.to_string().contains("allowed here: concrete_dropout"),
+        "{e}"
+    );
     let e = err(&common::tiny_mnist_config(), &["model.members=3"]);
     assert_eq!(e.key, "model.members", "{e}");
 }

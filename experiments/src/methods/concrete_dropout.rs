@@ -48,6 +48,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use anyhow::Result;
+use mcd_models::lenet::LeNetSpec;
 use mcd_models::mlp::{Activation, MlpSpec};
 use mcd_models::rng::splitmix64;
 use mcd_models::StochasticModel;
@@ -78,6 +79,19 @@ pub struct ConcreteLayer {
 }
 
 impl ConcreteLayer {
+    /// A layer whose rate starts at `p0` (its variable `logit_p` under `path`), with a
+    /// relaxed mask at `temperature` and its uniforms from `seed`.
+    pub fn new(path: &nn::Path, p0: f64, temperature: f64, seed: u64) -> Self {
+        let logit = (p0 / (1.0 - p0)).ln();
+        let logit_p = path.var_copy("logit_p", &Tensor::from_slice(&[logit as f32]));
+        ConcreteLayer {
+            logit_p,
+            temperature,
+            seed,
+            calls: AtomicU64::new(0),
+        }
+    }
+
     /// The drop rate now.
     pub fn p(&self) -> f64 {
         tch::no_grad(|| f64::try_from(self.logit_p.sigmoid()).unwrap_or(f64::NAN))
@@ -110,7 +124,8 @@ impl ConcreteLayer {
         xs * (-z + 1.0) * scale
     }
 
-    fn reseed(&self, seed: u64) {
+    /// Restarts the uniform stream (a prediction reproducible from its seed).
+    pub fn reseed(&self, seed: u64) {
         self.calls.store(splitmix64(seed), Ordering::Relaxed);
     }
 }
@@ -157,16 +172,12 @@ impl ConcreteMlp {
         let n_layers = layers.len();
         let last = n_layers - 1;
         let concrete = |name: String, p0: f64, stream: u64| {
-            let logit = (p0 / (1.0 - p0)).ln();
-            let logit_p = path
-                .sub(name)
-                .var_copy("logit_p", &Tensor::from_slice(&[logit as f32]));
-            ConcreteLayer {
-                logit_p,
+            ConcreteLayer::new(
+                &path.sub(name),
+                p0,
                 temperature,
-                seed: splitmix64(seed ^ splitmix64(stream)),
-                calls: AtomicU64::new(0),
-            }
+                splitmix64(seed ^ splitmix64(stream)),
+            )
         };
         let split = split_head && spec.dropout > 0.0;
         let drops = (0..n_layers)
@@ -393,6 +404,32 @@ impl ConcreteObjective {
     }
 }
 
+impl ConcreteObjective {
+    /// The objective over any net's weights: per weight tensor, the rate of the dropout before
+    /// it (`logit_p`; none: p = 0) and the number of units that dropout drops (K), e.g. a
+    /// convolutional net's (`methods::classification::ConcreteLeNet`).
+    pub fn from_terms(
+        terms: Vec<(Tensor, Option<Tensor>, usize)>,
+        weight_reg: f64,
+        dropout_reg: f64,
+    ) -> Self {
+        Self {
+            terms: terms
+                .into_iter()
+                .map(|(weight, logit_p, k)| Term {
+                    weight,
+                    row: None,
+                    logit_p,
+                    k: k as f64,
+                })
+                .collect(),
+            weight_reg,
+            dropout_reg,
+            data: HalfMse,
+        }
+    }
+}
+
 impl<D> ConcreteObjective<D> {
     /// The same regulariser on another data term, e.g. the heteroscedastic Gaussian NLL; it must
     /// be half the authors' per-point loss for the coefficients to keep their meaning (module
@@ -514,7 +551,22 @@ impl Method for ConcreteDropout {
     }
 
     fn serves(&self, u: Use) -> bool {
-        matches!(u, Use::Regression | Use::ConcreteHeteroscedastic)
+        matches!(
+            u,
+            Use::Regression | Use::ConcreteHeteroscedastic | Use::Classification
+        )
+    }
+
+    fn classifier(
+        &self,
+        vs: &nn::Path,
+        spec: &LeNetSpec,
+        seed: u64,
+    ) -> Box<dyn super::classification::Classifier> {
+        Box::new(super::classification::ConcreteClassifier {
+            net: super::classification::ConcreteLeNet::new(vs, spec, seed, self.temperature),
+            temperature: self.temperature,
+        })
     }
 
     fn regression_net(&self, vs: &nn::Path, spec: &MlpSpec, seed: u64) -> Box<dyn StochasticModel> {

@@ -24,6 +24,7 @@
 use std::sync::Mutex;
 
 use anyhow::Result;
+use mcd_models::lenet::LeNetSpec;
 use mcd_models::mlp::MlpSpec;
 use mcd_models::rng::SeededRng;
 use mcd_models::stacked::{Member, StackedMlp};
@@ -216,7 +217,21 @@ impl Method for Ensemble {
     }
 
     fn serves(&self, u: Use) -> bool {
-        u == Use::Regression
+        u == Use::Regression || u == Use::Classification
+    }
+
+    /// M LeNets without dropout (`methods::classification::LeNetEnsemble`).
+    fn classifier(
+        &self,
+        vs: &nn::Path,
+        spec: &LeNetSpec,
+        seed: u64,
+    ) -> Box<dyn super::classification::Classifier> {
+        Box::new(super::classification::LeNetEnsemble::new(
+            vs,
+            spec,
+            &self.member_seeds(seed),
+        ))
     }
 
     /// A mean and a variance per member.

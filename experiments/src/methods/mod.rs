@@ -7,6 +7,7 @@
 //! `config/reference.rs` (`model.method`'s allowed values); a study that cannot use it says so
 //! through [`Use`] (checked at validation, never at run time).
 
+pub mod classification;
 pub mod concrete_dropout;
 pub mod ensemble;
 pub mod gaussian_dropout;
@@ -139,6 +140,18 @@ pub trait Method: Sync {
     fn regression_predictive(&self, passes: &Passes, tau: f64) -> Result<RegressionPredictive>;
     /// Mean log-likelihood of `targets` (one per input of `passes`) under that distribution.
     fn regression_log_likelihood(&self, passes: &Passes, targets: &[f32], tau: f64) -> Result<f64>;
+    /// The classifier for `spec` (the mnist_rotated study's LeNet), seeded; only asked of
+    /// methods that serve [`Use::Classification`]. By default MC dropout's LeNet.
+    fn classifier(
+        &self,
+        vs: &nn::Path,
+        spec: &mcd_models::lenet::LeNetSpec,
+        seed: u64,
+    ) -> Box<dyn classification::Classifier> {
+        Box::new(classification::McLeNet {
+            net: mcd_models::lenet::LeNet::new(vs, spec, seed),
+        })
+    }
 }
 
 /// A registered method, as validated configs hold it (compared and printed by name).
