@@ -41,7 +41,7 @@ fn the_four_scores_on_hand_built_passes() {
 }
 
 fn mnist_labels() -> Vec<i64> {
-    let root = mcd_datasets::DataRoot::open(&common::data_dir()).unwrap();
+    let root = mcd_datasets::DataRoot::open(common::data_dir()).unwrap();
     let set = mcd_datasets::mnist::load(&root, mcd_datasets::Split::Train).unwrap();
     Vec::<i64>::try_from(&set.labels).unwrap()
 }

@@ -434,7 +434,9 @@ fn run_unit(u: &Unit, ctx: &Context, out: &OutputDir) -> Result<Progress> {
         validation,
         rounds: Vec::new(),
     };
-    if let Ok(text) = std::fs::read_to_string(&path) {
+    // `--retrain` recomputes every round (and overwrites the resume file as it goes).
+    let saved = std::fs::read_to_string(&path).ok().filter(|_| !ctx.retrain);
+    if let Some(text) = saved {
         match serde_json::from_str::<Progress>(&text) {
             Ok(p)
                 if p.key == key
@@ -657,6 +659,9 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
     (m, sd)
 }
 
+/// A (run, function) and the indices of its repeats' units.
+type Group<'a, 'b> = (&'a Unit<'b>, Vec<usize>);
+
 /// Tables and figures of every unit.
 fn report(units: &[Unit], results: &[Progress], multi: bool, out: &OutputDir) -> Result<()> {
     let tables = out.subdir("tables")?;
@@ -753,7 +758,7 @@ fn report(units: &[Unit], results: &[Progress], multi: bool, out: &OutputDir) ->
 
     // Per (run, function): the last round's error, mean and sd over repeats, next to Table 2;
     // the mean time of a round's steps.
-    let mut groups: Vec<(&Unit, Vec<usize>)> = Vec::new();
+    let mut groups: Vec<Group> = Vec::new();
     for (k, (u, _)) in pairs.iter().enumerate() {
         match groups
             .iter_mut()
@@ -763,7 +768,7 @@ fn report(units: &[Unit], results: &[Progress], multi: bool, out: &OutputDir) ->
             None => groups.push((*u, vec![k])),
         }
     }
-    let stat = |g: &(&Unit, Vec<usize>), f: &dyn Fn(usize) -> f64| {
+    let stat = |g: &Group, f: &dyn Fn(usize) -> f64| {
         mean_sd(&g.1.iter().map(|&k| f(k)).collect::<Vec<_>>())
     };
     let last = |k: usize| {
@@ -776,7 +781,7 @@ fn report(units: &[Unit], results: &[Progress], multi: bool, out: &OutputDir) ->
         let r = &results[k].rounds;
         r.iter().map(f).sum::<f64>() / r.len().max(1) as f64
     };
-    let col = |name: &str, f: &dyn Fn(&(&Unit, Vec<usize>)) -> f64| {
+    let col = |name: &str, f: &dyn Fn(&Group) -> f64| {
         Column::new(name, Values::F64(groups.iter().map(f).collect()))
     };
     let summary = Table::from_columns(
