@@ -128,6 +128,43 @@ concrete_synthetic:
     .to_string()
 }
 
+/// A tiny active_learning config: two functions, one repeat, three rounds of 5 images from a
+/// 40-image pool subset, 2 epochs, T = 4, 200 test images. Line numbers matter to the
+/// config-error tests (`active_learning.rs`): `epochs` is on line 10, `functions` on 19,
+/// `rounds` on 21, `initial` on 23, `pool_subset` on 25.
+pub fn tiny_active_learning_config() -> String {
+    format!(
+        "study: active_learning
+name: tiny_al
+seed: 5
+data:
+  dir: {data}
+model:
+  arch: cnn
+  dropout: 0.5
+trainer:
+  epochs: 2
+  batch_size: 16
+  optimizer: adam
+  lr: 0.001
+  weight_decay: 0
+predict:
+  samples: 4
+active_learning:
+  repeats: 1
+  functions: [bald, random]
+  acquire: 5
+  rounds: 3
+  validation: 20
+  initial: 10
+  test_images: 200
+  pool_subset: 40
+  dense_l2: 2.5
+",
+        data = data_dir().display()
+    )
+}
+
 /// Loads `text` as a config file in a temporary folder, with `--set` overrides.
 #[allow(clippy::result_large_err)] // the loader's own error type
 pub fn load_text(text: &str, overrides: &[&str]) -> Result<config::Experiment, ConfigError> {

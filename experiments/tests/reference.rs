@@ -31,6 +31,7 @@ fn base(study: StudyKind) -> String {
             common::data_dir().display()
         ),
         StudyKind::ConcreteSynthetic => common::tiny_synthetic_config(),
+        StudyKind::ActiveLearning => common::tiny_active_learning_config(),
     }
 }
 
@@ -82,6 +83,7 @@ fn every_documented_key_is_in_the_schema_and_read_by_its_studies() {
             StudyKind::MnistRotated,
             StudyKind::Uci,
             StudyKind::ConcreteSynthetic,
+            StudyKind::ActiveLearning,
         ]
         .iter()
         {
@@ -143,6 +145,7 @@ fn every_key_of_the_schema_is_documented() {
         (StudyKind::MnistRotated, "mnist"),
         (StudyKind::Uci, "uci"),
         (StudyKind::ConcreteSynthetic, "concrete_synthetic"),
+        (StudyKind::ActiveLearning, "active_learning"),
     ] {
         for field in schema_fields(study, section) {
             assert!(

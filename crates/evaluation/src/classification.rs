@@ -1,5 +1,6 @@
 //! Classification metrics from T MC-dropout passes of softmax outputs: predictive
-//! probabilities, uncertainty scores (entropy, BALD mutual information, variation ratio),
+//! probabilities, uncertainty scores (entropy, BALD mutual information, variation ratio, mean
+//! STD),
 //! accuracy / NLL / Brier, calibration (ECE with reliability bins) and OOD ranking (AUROC, AUPR).
 //!
 //! Logarithms are natural (nats). Ties in an argmax go to the lowest class index.
@@ -187,6 +188,36 @@ pub fn variation_ratio(samples: &ProbSamples) -> Vec<f64> {
     votes
         .chunks_exact(c)
         .map(|v| 1.0 - *v.iter().max().unwrap_or(&0) as f64 / t as f64)
+        .collect()
+}
+
+/// Mean STD (Kampffmeyer et al. 2016; Gal, Islam & Ghahramani 2017): the standard deviation of
+/// each class's probability over the T passes, `sqrt(E_t[p_t(c)^2] - E_t[p_t(c)]^2)` (the
+/// population sd, 1/T), averaged over the C classes, per point.
+pub fn mean_std(samples: &ProbSamples) -> Vec<f64> {
+    let (t, n, c) = (samples.t(), samples.n(), samples.c());
+    let mut sum = vec![0.0f64; n * c];
+    let mut sq = vec![0.0f64; n * c];
+    for pass in samples.data().chunks_exact(n * c) {
+        for ((s, q), &p) in sum.iter_mut().zip(sq.iter_mut()).zip(pass) {
+            let p = f64::from(p);
+            *s += p;
+            *q += p * p;
+        }
+    }
+    let inv_t = 1.0 / t as f64;
+    sum.chunks_exact(c)
+        .zip(sq.chunks_exact(c))
+        .map(|(s, q)| {
+            s.iter()
+                .zip(q)
+                .map(|(&s, &q)| {
+                    let m = s * inv_t;
+                    (q * inv_t - m * m).max(0.0).sqrt()
+                })
+                .sum::<f64>()
+                / c as f64
+        })
         .collect()
 }
 
@@ -459,6 +490,28 @@ mod tests {
         let tie = [0.5f32, 0.5, 0.0, 0.9, 0.1, 0.0];
         let s = ProbSamples::new(&tie, 2, 1, 3).unwrap();
         assert_eq!(variation_ratio(&s)[0], 0.0);
+    }
+
+    #[test]
+    fn mean_std_hand_cases() {
+        // Two passes, one point, two classes: p(0) is 0.8 then 0.2, sd 0.3; p(1) the same.
+        let data = [0.8f32, 0.2, 0.2, 0.8];
+        let s = ProbSamples::new(&data, 2, 1, 2).unwrap();
+        assert!(close(mean_std(&s)[0], 0.3, 1e-6));
+        // Passes that agree: 0. Three classes, four passes, second point:
+        // class 0: 1, 0, 0, 1 -> mean .5, sd .5; class 1: 0, 1, 0, 0 -> mean .25, sd sqrt(3)/4;
+        // class 2: 0, 0, 1, 0 -> the same; mean of the three sds.
+        let data = [
+            0.5f32, 0.25, 0.25, 1.0, 0.0, 0.0, //
+            0.5, 0.25, 0.25, 0.0, 1.0, 0.0, //
+            0.5, 0.25, 0.25, 0.0, 0.0, 1.0, //
+            0.5, 0.25, 0.25, 1.0, 0.0, 0.0,
+        ];
+        let s = ProbSamples::new(&data, 4, 2, 3).unwrap();
+        let m = mean_std(&s);
+        assert!(m[0].abs() < 1e-7, "{}", m[0]);
+        let want = (0.5 + 2.0 * 3f64.sqrt() / 4.0) / 3.0;
+        assert!(close(m[1], want, 1e-7), "{} vs {want}", m[1]);
     }
 
     #[test]

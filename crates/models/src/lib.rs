@@ -1,5 +1,6 @@
-//! Networks for MC dropout (MLP, LeNet), seeded dropout, batched MC prediction, and the
+//! Networks for MC dropout (MLP, LeNet, the active-learning CNN), seeded dropout, batched MC prediction, and the
 //! exact GP baseline.
+pub mod cnn;
 pub mod dropout;
 pub mod gp;
 mod inplace;

@@ -8,6 +8,7 @@
 // A config error is built once per process, on the way out: its size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod active_learning;
 pub mod co2;
 pub mod concrete_synthetic;
 mod locate;
@@ -24,6 +25,7 @@ use mcd_models::lenet::LeNetDropout;
 use mcd_models::mlp::{Activation, InitScheme, MlpSpec};
 use mcd_trainer::{LrSchedule, Optimizer, TrainSpec};
 
+pub use active_learning::ActiveLearningConfig;
 pub use co2::Co2Config;
 pub use concrete_synthetic::ConcreteSyntheticConfig;
 pub use mnist::MnistConfig;
@@ -97,6 +99,8 @@ pub enum Arch {
     Mlp,
     /// Caffe LeNet with the given dropout placement.
     LeNet(LeNetDropout),
+    /// The active-learning CNN (`mcd_models::cnn`); its layers are fixed.
+    Cnn,
 }
 
 /// Model part of a run.
@@ -263,6 +267,7 @@ pub enum StudyConfig {
     MnistRotated(MnistConfig),
     Uci(UciConfig),
     ConcreteSynthetic(ConcreteSyntheticConfig),
+    ActiveLearning(ActiveLearningConfig),
 }
 
 impl StudyConfig {
@@ -273,6 +278,7 @@ impl StudyConfig {
             StudyConfig::MnistRotated(_) => StudyKind::MnistRotated,
             StudyConfig::Uci(_) => StudyKind::Uci,
             StudyConfig::ConcreteSynthetic(_) => StudyKind::ConcreteSynthetic,
+            StudyConfig::ActiveLearning(_) => StudyKind::ActiveLearning,
         }
     }
 }
@@ -887,10 +893,14 @@ fn check_run(
         ));
     }
     let mlp_only = |key: &str, present: bool| -> Result<(), ConfigError> {
-        if present && m.arch == raw::RawArch::Lenet {
+        if present && m.arch != raw::RawArch::Mlp {
             return Err(src.error(
                 key,
-                "not a LeNet setting (LeNet's layers are fixed)",
+                if m.arch == raw::RawArch::Lenet {
+                    "not a LeNet setting (LeNet's layers are fixed)"
+                } else {
+                    "not a setting of the active-learning CNN (its layers are fixed)"
+                },
                 origin(key),
             ));
         }
@@ -899,7 +909,7 @@ fn check_run(
     mlp_only("model.hidden", m.hidden.is_some())?;
     mlp_only("model.activation", m.activation.is_some())?;
     mlp_only("model.input_dropout", m.input_dropout != 0.0)?;
-    if m.placement.is_some() && m.arch == raw::RawArch::Mlp {
+    if m.placement.is_some() && m.arch != raw::RawArch::Lenet {
         return Err(src.error(
             "model.placement",
             "only LeNet has a dropout placement",
@@ -1049,6 +1059,7 @@ fn check_run(
             (raw::RawArch::Mlp, _) => Arch::Mlp,
             (raw::RawArch::Lenet, Some(raw::RawPlacement::All)) => Arch::LeNet(LeNetDropout::All),
             (raw::RawArch::Lenet, _) => Arch::LeNet(LeNetDropout::Fc),
+            (raw::RawArch::Cnn, _) => Arch::Cnn,
         },
         hidden,
         activation: match m.activation {

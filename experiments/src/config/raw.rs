@@ -31,6 +31,8 @@ pub struct RawRun {
     pub uci: Option<super::uci::RawUci>,
     #[serde(default)]
     pub concrete_synthetic: Option<super::concrete_synthetic::RawConcreteSynthetic>,
+    #[serde(default)]
+    pub active_learning: Option<super::active_learning::RawActiveLearning>,
 }
 
 /// Which study a config drives.
@@ -46,6 +48,9 @@ pub enum StudyKind {
     /// Concrete dropout's synthetic study (Gal, Hron & Kendall 2017): learnt drop rates and
     /// the aleatoric / epistemic sd against the data size N.
     ConcreteSynthetic,
+    /// Active learning on MNIST (Gal, Islam & Ghahramani 2017): BALD, max entropy, variation
+    /// ratios and mean STD against random acquisition.
+    ActiveLearning,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -107,6 +112,8 @@ pub enum RawInit {
 pub enum RawArch {
     Mlp,
     Lenet,
+    /// The active-learning CNN (conv 32@4x4 x 2, pool, dense 128).
+    Cnn,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

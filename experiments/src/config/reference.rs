@@ -3,7 +3,7 @@
 //! the rule validation applies: a key that the run's study does not read is refused
 //! ([`unread_key`]). Tests check it against the serde schema in `raw.rs` both ways.
 
-use super::StudyKind::{self, Co2, ConcreteSynthetic, MnistRotated, Uci};
+use super::StudyKind::{self, ActiveLearning, Co2, ConcreteSynthetic, MnistRotated, Uci};
 use crate::yaml::Value;
 
 /// One key of the schema.
@@ -22,10 +22,10 @@ pub struct KeyDoc {
     pub example: &'static str,
 }
 
-const ALL: &[StudyKind] = &[Co2, MnistRotated, Uci, ConcreteSynthetic];
+const ALL: &[StudyKind] = &[Co2, MnistRotated, Uci, ConcreteSynthetic, ActiveLearning];
 
 /// The studies that read data (concrete_synthetic draws its own from the seed).
-const READ_DATA: &[StudyKind] = &[Co2, MnistRotated, Uci];
+const READ_DATA: &[StudyKind] = &[Co2, MnistRotated, Uci, ActiveLearning];
 
 macro_rules! key {
     ($key:literal, $ty:literal, $default:literal, $allowed:literal, $studies:expr, $example:literal, $meaning:literal) => {
@@ -43,8 +43,8 @@ macro_rules! key {
 
 /// The schema, in the order of `docs/config.md`.
 pub const KEYS: &[KeyDoc] = &[
-    key!("study", "word", "required", "`co2`, `mnist_rotated`, `uci`, `concrete_synthetic`", ALL, "co2",
-        "Which study the file drives: CO2 extrapolation (paper Fig. 2, 3), rotated MNIST (Fig. 4, calibration, out-of-distribution), the UCI benchmark (Table 1), concrete dropout's synthetic study (Gal, Hron & Kendall 2017: learnt drop rates, aleatoric and epistemic sd against the data size N)."),
+    key!("study", "word", "required", "`co2`, `mnist_rotated`, `uci`, `concrete_synthetic`, `active_learning`", ALL, "co2",
+        "Which study the file drives: CO2 extrapolation (paper Fig. 2, 3), rotated MNIST (Fig. 4, calibration, out-of-distribution), the UCI benchmark (Table 1), concrete dropout's synthetic study (Gal, Hron & Kendall 2017: learnt drop rates, aleatoric and epistemic sd against the data size N), active learning on MNIST (Gal, Islam & Ghahramani 2017: BALD, max entropy, variation ratios, mean STD, random)."),
     key!("name", "text", "the file name without `.yaml`", "a folder name: not empty, no `/` or `\\`, not starting with `.`", ALL, "my_run",
         "Results go to `results/<name>/`."),
     key!("seed", "integer", "0", ">= 0", ALL, "3",
@@ -71,9 +71,9 @@ pub const KEYS: &[KeyDoc] = &[
         "One split per pair, as the vendored sets' `index_train_K.txt` / `index_test_K.txt`."),
     key!("model", "section", "required", "", ALL, "{hidden: [8], activation: relu, dropout: 0.1}",
         "The network."),
-    key!("model.arch", "word", "`mlp`", "`mlp` (co2, uci, concrete_synthetic), `lenet` (mnist_rotated)", ALL, "mlp",
+    key!("model.arch", "word", "`mlp`", "`mlp` (co2, uci, concrete_synthetic), `lenet` (mnist_rotated), `cnn` (active_learning: conv 32@4x4 - ReLU - conv 32@4x4 - ReLU - maxpool 2x2 - dropout - dense 128 - ReLU - dropout - dense 10)", ALL, "mlp",
         "Network family."),
-    key!("model.method", "word", "`mc_dropout`", "`mc_dropout` (co2, mnist_rotated, uci), `heteroscedastic` (co2), `concrete_dropout` (co2, concrete_synthetic: required there, mnist_rotated), `ensemble` (co2, mnist_rotated), `gaussian_dropout` (co2)", ALL, "mc_dropout",
+    key!("model.method", "word", "`mc_dropout`", "`mc_dropout` (co2, mnist_rotated, uci, active_learning), `heteroscedastic` (co2), `concrete_dropout` (co2, concrete_synthetic: required there, mnist_rotated), `ensemble` (co2, mnist_rotated), `gaussian_dropout` (co2)", ALL, "mc_dropout",
         "The predictive method: `mc_dropout` predicts by T passes with dropout on, variance = the passes' variance + 1/tau; `heteroscedastic` (Kendall & Gal 2017) adds a log-variance output s trained on 1/2 exp(-s) (y - mean)^2 + 1/2 s, variance = epistemic (variance of the passes' means) + aleatoric (mean of the passes' exp(s)), with no separate tau term (`precision` only sets the weight decay); `concrete_dropout` (Gal, Hron & Kendall 2017) learns the drop rate p of every layer through a relaxed mask (`model.temperature`), from `model.dropout`, minimising 0.5 MSE + 0.5 sum over layers [l^2/(tau N) ||W||^2/(1-p) + 2/(tau N) K (p log p + (1-p) log(1-p))] (K the layer's input width; the optimiser's weight decay is 0), and predicts as MC dropout with the learnt rates; the learnt p per layer is logged and written to `tables/learned_<run>.csv`; `ensemble` (Lakshminarayanan et al. 2017) trains `model.members` nets from seeds derived from `seed`, without dropout (`model.dropout: 0`), each with a mean and a variance head (softplus + 1e-6) on the Gaussian NLL, as one stacked model, and predicts their mixture: variance = epistemic (variance of the members' means) + aleatoric (mean of their variances), no tau term; `gaussian_dropout` (Srivastava et al. 2014 §10, Kingma, Salimans & Welling 2015) multiplies every unit MC dropout would drop by noise ~ N(1, alpha), alpha = p/(1-p) (the Bernoulli mask's mean and variance), on 0.5 MSE from the `Mlp`'s initial weights, and predicts as MC dropout with the noise on. The concrete_synthetic study takes `concrete_dropout` only, on its own net: a mean and a log-variance head, each behind its own learnt rate, trained on 1/2 exp(-s) (y - mean)^2 + 1/2 s plus the same regulariser halved. On mnist_rotated, `ensemble` trains `model.members` LeNets without dropout on cross-entropy and predicts the mean of their softmax outputs (entropy, mutual information and variation ratio over members), and `concrete_dropout` learns p at every dropout position of the LeNet (`model.placement`) on cross-entropy + sum [wd/(1-p0) ||W||^2/(1-p) + 1/N K (p log p + (1-p) log(1-p))], K the units the mask drops (a convolution's: channels x height x width); the `methods` table puts the runs side by side. A study refuses a method it cannot use (uci's stacked grid takes `mc_dropout` only)."),
     key!("model.temperature", "number", "0.1 (the authors')", "> 0; only with `model.method: concrete_dropout`", &[Co2, MnistRotated, ConcreteSynthetic], "0.1",
         "Temperature t of concrete dropout's relaxed mask z = sigmoid((log p - log(1 - p) + log u - log(1 - u)) / t), u ~ U(0, 1); smaller is closer to a hard Bernoulli mask. The initial p of every layer is `model.dropout` (then (0, 1))."),
@@ -85,7 +85,7 @@ pub const KEYS: &[KeyDoc] = &[
         "Non-linearity after every hidden layer."),
     key!("model.placement", "word", "`fc`", "`fc` (dropout after FC 500: LeNet), `all` (also after each convolution: LeNet-all)", &[MnistRotated], "all",
         "Where LeNet drops units."),
-    key!("model.dropout", "number", "required", "a drop probability in [0, 1); with `concrete_dropout` in (0, 1)", &[Co2, MnistRotated, ConcreteSynthetic], "0.1",
+    key!("model.dropout", "number", "required", "a drop probability in [0, 1); with `concrete_dropout` in (0, 1)", &[Co2, MnistRotated, ConcreteSynthetic, ActiveLearning], "0.1",
         "Drop probability after every hidden layer (uci grid-searches it: `uci.dropout_rates`); with `concrete_dropout` the initial p of every learnt rate after the input (concrete_synthetic: also of each head's)."),
     key!("model.input_dropout", "number", "0", "a drop probability in [0, 1)", &[Co2, ConcreteSynthetic], "0.0",
         "Drop probability on the inputs (uci drops inputs at the hidden rate, the authors' protocol); with `concrete_dropout` the initial p of a learnt rate on the inputs, 0: none (the authors' synthetic net has one, from 0.1)."),
@@ -97,15 +97,15 @@ pub const KEYS: &[KeyDoc] = &[
         "Training settings."),
     key!("trainer.iterations", "integer", "co2, concrete_synthetic: required; mnist_rotated: give this or `trainer.epochs`", ">= 1", &[Co2, MnistRotated, ConcreteSynthetic], "40",
         "Optimiser steps (concrete_synthetic: of every net, whatever its N)."),
-    key!("trainer.epochs", "integer", "see `trainer.iterations`", ">= 1", &[MnistRotated], "1",
-        "Passes over the training images (steps = epochs x ceil(N / batch))."),
+    key!("trainer.epochs", "integer", "see `trainer.iterations`; active_learning: required", ">= 1", &[MnistRotated, ActiveLearning], "1",
+        "Passes over the training images (steps = epochs x ceil(N / batch)); active_learning: of every round, over its training set (the authors' 50)."),
     key!("trainer.batch_size", "integer or `full`", "`full`", ">= 1, or `full` (every training point in each step)", ALL, "64",
         "Mini-batch size."),
     key!("trainer.optimizer", "word", "required", "`sgd`, `adam` (uci: `adam` only)", ALL, "adam",
         "Optimiser; weight decay is added to the gradient (`wd * w`)."),
     key!("trainer.lr", "number", "required", "> 0", ALL, "0.001",
         "Base learning rate."),
-    key!("trainer.momentum", "number", "0.9", "[0, 1); sgd only", &[Co2, MnistRotated, ConcreteSynthetic], "0.9",
+    key!("trainer.momentum", "number", "0.9", "[0, 1); sgd only", &[Co2, MnistRotated, ConcreteSynthetic, ActiveLearning], "0.9",
         "SGD (heavy-ball) momentum."),
     key!("trainer.beta1", "number", "0.9", "[0, 1); adam only", ALL, "0.9",
         "Adam's first-moment decay."),
@@ -115,13 +115,13 @@ pub const KEYS: &[KeyDoc] = &[
         "Learning-rate schedule."),
     key!("trainer.schedule.kind", "word", "`constant`", "`constant`, `inv`, `cosine`", ALL, "constant",
         "`inv` is Caffe's: lr (1 + gamma it)^(-power); `cosine` decays to lr x final_fraction at the last step."),
-    key!("trainer.schedule.gamma", "number", "required with `inv`", ">= 0", &[Co2, MnistRotated, ConcreteSynthetic], "0.0001",
+    key!("trainer.schedule.gamma", "number", "required with `inv`", ">= 0", &[Co2, MnistRotated, ConcreteSynthetic, ActiveLearning], "0.0001",
         "`inv` schedule's gamma."),
-    key!("trainer.schedule.power", "number", "required with `inv`", ">= 0", &[Co2, MnistRotated, ConcreteSynthetic], "0.75",
+    key!("trainer.schedule.power", "number", "required with `inv`", ">= 0", &[Co2, MnistRotated, ConcreteSynthetic, ActiveLearning], "0.75",
         "`inv` schedule's power."),
-    key!("trainer.schedule.final_fraction", "number", "required with `cosine`", "[0, 1]", &[Co2, MnistRotated, ConcreteSynthetic], "0.1",
+    key!("trainer.schedule.final_fraction", "number", "required with `cosine`", "[0, 1]", &[Co2, MnistRotated, ConcreteSynthetic, ActiveLearning], "0.1",
         "`cosine` schedule's last learning rate as a fraction of `trainer.lr`."),
-    key!("trainer.weight_decay", "number", "see `precision`", "co2: > 0 with `precision.length_scale`, >= 0 with `precision.tau`; mnist_rotated: >= 0", &[Co2, MnistRotated], "1.0e-6",
+    key!("trainer.weight_decay", "number", "see `precision`", "co2: > 0 with `precision.length_scale`, >= 0 with `precision.tau`; mnist_rotated, active_learning: >= 0", &[Co2, MnistRotated, ActiveLearning], "1.0e-6",
         "L2 weight decay wd (gradient += wd * w); tau = (1 - p) l^2 / (2 N wd). uci derives it from each (p, tau); concrete_synthetic puts l^2 / (tau N) into its objective for each N."),
     key!("trainer.log_every", "integer", "100", ">= 1", &[Co2, MnistRotated, ConcreteSynthetic], "10",
         "Steps between loss reports (progress and the training curve); uci reports every 200 steps."),
@@ -137,8 +137,8 @@ pub const KEYS: &[KeyDoc] = &[
         "Model precision tau (1 / observation noise variance); uci: a fixed tau instead of the grid; concrete_synthetic: default 1 (the authors'), it scales only the regulariser, weight_reg = l^2 / (tau N) and dropout_reg = 2 / (tau N), since the noise is learnt."),
     key!("predict", "section", "co2, uci, concrete_synthetic: required", "", ALL, "{memory_budget_mb: 16}",
         "MC prediction."),
-    key!("predict.samples", "integer", "required", ">= 1 (concrete_synthetic: >= 2)", &[Co2, Uci, ConcreteSynthetic], "20",
-        "T, the stochastic forward passes per input (mnist_rotated: `mnist.rotation_samples`, `mnist.test_samples`)."),
+    key!("predict.samples", "integer", "required", ">= 1 (concrete_synthetic: >= 2)", &[Co2, Uci, ConcreteSynthetic, ActiveLearning], "20",
+        "T, the stochastic forward passes per input (mnist_rotated: `mnist.rotation_samples`, `mnist.test_samples`; active_learning: per scored pool image, the authors' 100)."),
     key!("predict.memory_budget_mb", "number", "256", "> 0", ALL, "16",
         "Memory for the passes' activations; passes are batched in chunks that fit (on the CPU at most 16 MiB of activations)."),
     key!("co2", "section", "co2: required", "", &[Co2], "{x_star: 3.5}",
@@ -203,6 +203,28 @@ pub const KEYS: &[KeyDoc] = &[
         "Repetitions per N, each with its own data, initial weights, mini-batch order and masks (seeds derived from `seed`, N and the repetition)."),
     key!("concrete_synthetic.test_points", "integer", "1000 (the authors')", "1 to 1,000,000", &[ConcreteSynthetic], "200",
         "Held-out points per (N, repetition), drawn like the training data, at which the sds, RMSE and log-likelihood are measured."),
+    key!("active_learning", "section", "every key's default", "", &[ActiveLearning], "{functions: [bald, random], rounds: 2}",
+        "Active learning on MNIST (Gal, Islam & Ghahramani 2017): per function and repeat, a balanced initial set and a validation set are drawn from the 60,000 training images (`seed`, repeat), the rest is the pool; each round trains the CNN from scratch for `trainer.epochs`, measures the test error (standard dropout, as the authors' code), scores a random pool subset with `predict.samples` MC passes and moves the best `acquire` images to the training set. Every finished round is saved in the resume cache (`results/.cache/active_learning/`)."),
+    key!("active_learning.functions", "list of words", "all five", "`bald`, `variation_ratios`, `max_entropy`, `mean_std`, `random`, each once", &[ActiveLearning], "[bald, random]",
+        "Acquisition functions: BALD (mutual information), variation ratios, max entropy (predictive entropy), mean STD (per-class sd of the passes' probabilities, averaged over classes), random (no passes)."),
+    key!("active_learning.repeats", "integer", "3 (the paper's)", ">= 1", &[ActiveLearning], "2",
+        "Repeats per function, each with its own initial and validation sets, weights, batches and masks (seeds from `seed` and the repeat; a repeat's sets are the same for every function)."),
+    key!("active_learning.rounds", "integer", "100 (the paper's)", ">= 1; rounds x acquire at most the pool", &[ActiveLearning], "2",
+        "Acquisition rounds; the net is trained rounds + 1 times (the last after the last acquisition)."),
+    key!("active_learning.acquire", "integer", "10 (the paper's)", ">= 1, at most `pool_subset`", &[ActiveLearning], "5",
+        "Images acquired per round (the highest scores of the scored subset)."),
+    key!("active_learning.initial", "integer", "20 (the paper's: 2 per class)", "a multiple of 10, from 10 to 54,210", &[ActiveLearning], "10",
+        "Initial training set, balanced over the 10 classes."),
+    key!("active_learning.validation", "integer", "100 (the paper's; the authors' code: 5,000)", "0 to 60,000", &[ActiveLearning], "50",
+        "Training images held out as a validation set (never acquired; its error is recorded per round)."),
+    key!("active_learning.pool_subset", "integer", "2000 (the authors' code)", "`acquire` to the pool left at the last round", &[ActiveLearning], "200",
+        "Pool images drawn at random and scored each round."),
+    key!("active_learning.test_images", "integer", "10000 (all)", "1 to 10,000", &[ActiveLearning], "500",
+        "The first N MNIST test images measure the test error."),
+    key!("active_learning.dense_l2", "number", "2.5 (the authors' code)", ">= 0", &[ActiveLearning], "3.5",
+        "c of the authors' Keras `l2(c / N)` on the hidden dense layer's weights: the objective is cross-entropy + (c / N) ||W||^2, N the round's training-set size (`trainer.weight_decay` is the optimiser's decay on every weight, 0 in the authors' code)."),
+    key!("active_learning.conv_dropout", "number", "0.25 (the authors')", "[0, 1)", &[ActiveLearning], "0.25",
+        "Drop rate after the pooling; `model.dropout` is the rate after the dense layer (the authors' 0.5)."),
     key!("variants", "list", "one run", "a non-empty list of `{name, set}`; names unique", ALL, "[{name: a, set: {seed: 1}}]",
         "Named runs: each applies its `set` to the base document."),
     key!("variants[].name", "text", "required", "not empty, unique", ALL, "a",
@@ -251,6 +273,7 @@ pub fn study_name(s: StudyKind) -> &'static str {
         MnistRotated => "mnist_rotated",
         Uci => "uci",
         ConcreteSynthetic => "concrete_synthetic",
+        ActiveLearning => "active_learning",
     }
 }
 

@@ -1,5 +1,6 @@
 //! One module per study; `run` sets up the result folder around whichever the config names.
 
+pub mod active_learning;
 pub mod co2;
 pub mod concrete_synthetic;
 pub mod mnist;
@@ -80,6 +81,7 @@ pub fn study(kind: StudyKind) -> &'static dyn Study {
         StudyKind::MnistRotated => &mnist::MnistRotated,
         StudyKind::Uci => &uci::Uci,
         StudyKind::ConcreteSynthetic => &concrete_synthetic::ConcreteSynthetic,
+        StudyKind::ActiveLearning => &active_learning::ActiveLearning,
     }
 }
 
