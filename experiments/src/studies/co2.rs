@@ -789,7 +789,12 @@ fn draw_fig2(
         };
         panels.push(panel(
             inputs,
-            format!("({letter}) {}, {} (T={})", r.title(), r.activation, r.samples),
+            format!(
+                "({letter}) {}, {} (T={})",
+                r.title(),
+                r.activation,
+                r.samples
+            ),
             &r.pred.mean,
             &r.pred.sd,
             band,
