@@ -100,10 +100,11 @@ pub struct StackedHalfMse;
 impl StackedObjective for StackedHalfMse {
     fn member_loss(&self, model: &StackedMlp, x: &Tensor, y: &Tensor) -> Tensor {
         let len = x.size()[1];
-        (model.forward_t(x, true) - y)
-            .square()
-            .sum_dim_intlist([1i64, 2].as_slice(), false, Kind::Float)
-            * (0.5 / len as f64)
+        (model.forward_t(x, true) - y).square().sum_dim_intlist(
+            [1i64, 2].as_slice(),
+            false,
+            Kind::Float,
+        ) * (0.5 / len as f64)
     }
 }
 

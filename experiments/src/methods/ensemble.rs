@@ -211,7 +211,8 @@ impl Method for Ensemble {
     }
 
     fn serves(&self, u: Use) -> bool {
-        u == Use::Regression
+        // The uci study trains its members stacked (`studies::uci::methods`).
+        matches!(u, Use::Regression | Use::StackedRegression)
     }
 
     /// A mean and a variance per member.
