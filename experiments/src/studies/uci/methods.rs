@@ -914,7 +914,10 @@ mod tests {
         let p: f64 = 0.2;
         let neg_entropy = p * p.ln() + (1.0 - p) * (1.0 - p).ln();
         for m in 0..2 {
-            let (wr, dr) = (1e-4 / (taus[m] * ns[m] as f64), 2.0 / (taus[m] * ns[m] as f64));
+            let (wr, dr) = (
+                1e-4 / (taus[m] * ns[m] as f64),
+                2.0 / (taus[m] * ns[m] as f64),
+            );
             let want: f64 = net
                 .stack
                 .member_layers(m)
