@@ -107,8 +107,9 @@ pub struct TrainReport {
     pub losses: Vec<(usize, f64)>,
     /// Values recorded beside the loss at the same report points, by name, one value per entry
     /// of `losses`: [`train`]'s are the objective's [`Objective::tracked`] (concrete dropout: p
-    /// per layer), read before the step, i.e. from the parameters that gave that loss. Empty
-    /// when the objective tracks nothing, and for [`stacked::train_stacked`].
+    /// per layer), read before the step, i.e. from the parameters that gave that loss; those of
+    /// [`stacked::train_stacked_with`] are [`stacked::StackedObjective::tracked`], one series
+    /// per member (`<name>/member<m>`). Empty when the objective tracks nothing.
     pub tracked: Vec<(String, Vec<f64>)>,
     /// [`stacked::train_stacked`] only: each member's own loss at the report points (one row
     /// per member, one value per entry of `losses`, which holds their mean). Empty for [`train`].

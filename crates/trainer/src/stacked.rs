@@ -74,11 +74,93 @@ pub struct StackedSpec {
     pub log_every: usize,
 }
 
-/// Trains every member of `model` on its set of `data`.
+/// What a stack minimises, as a value: each member's loss on its mini-batch. The stack's loss
+/// is the sum of the members' losses, so each member's gradient is its own.
+pub trait StackedObjective {
+    /// Per-member loss, `[M]`, of a batch: inputs `[M, B, d]`, targets `[M, B, k]`. Running the
+    /// model (with dropout on, or a method's own masks) is the objective's business.
+    fn member_loss(&self, model: &StackedMlp, x: &Tensor, y: &Tensor) -> Tensor;
+    /// Parameters trained beside the stack's layers (Adam, no weight decay); by default none.
+    fn parameters(&self) -> Vec<Tensor> {
+        Vec::new()
+    }
+    /// Values to record at every report point, by name, one per member (`[M]`), read from the
+    /// current parameters (concrete dropout: p per layer); by default none. Recorded in
+    /// [`TrainReport::tracked`] as `<name>/member<m>`.
+    fn tracked(&self) -> Vec<(String, Vec<f64>)> {
+        Vec::new()
+    }
+}
+
+/// The authors' MC-dropout loss: per member `0.5 * mean over its rows of the squared error`
+/// (summed over outputs), the stack's own dropout on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StackedHalfMse;
+
+impl StackedObjective for StackedHalfMse {
+    fn member_loss(&self, model: &StackedMlp, x: &Tensor, y: &Tensor) -> Tensor {
+        let len = x.size()[1];
+        (model.forward_t(x, true) - y).square().sum_dim_intlist(
+            [1i64, 2].as_slice(),
+            false,
+            Kind::Float,
+        ) * (0.5 / len as f64)
+    }
+}
+
+/// Deep ensembles' loss (Lakshminarayanan et al. 2017): each member has two outputs, the mean
+/// and the raw variance (variance = softplus(raw) + `min_variance`); per member the mean over
+/// its rows of the Gaussian NLL `1/2 ln var + 1/2 (y - mean)^2 / var` (constant dropped). One
+/// target (`k` = 1). The stack's own dropout is on (an ensemble's members have none).
+#[derive(Debug, Clone, Copy)]
+pub struct StackedGaussianNll {
+    pub min_variance: f64,
+}
+
+impl StackedGaussianNll {
+    /// Means and variances, each `[M, rows, 1]`, of the stack's raw outputs `[M, rows, 2]`.
+    pub fn split(&self, out: &Tensor) -> (Tensor, Tensor) {
+        (
+            out.narrow(2, 0, 1),
+            out.narrow(2, 1, 1).softplus() + self.min_variance,
+        )
+    }
+}
+
+impl StackedGaussianNll {
+    /// Per-member mean NLL, `[M]`, of raw outputs `[M, rows, 2]` and targets `[M, rows, 1]`.
+    pub fn loss_of(&self, out: &Tensor, y: &Tensor) -> Tensor {
+        let (mu, var) = self.split(out);
+        (var.log() * 0.5 + (y - mu).square() / var * 0.5).mean_dim(
+            [1i64, 2].as_slice(),
+            false,
+            Kind::Float,
+        )
+    }
+}
+
+impl StackedObjective for StackedGaussianNll {
+    fn member_loss(&self, model: &StackedMlp, x: &Tensor, y: &Tensor) -> Tensor {
+        self.loss_of(&model.forward_t(x, true), y)
+    }
+}
+
+/// Trains every member of `model` on its set of `data` on 0.5 MSE ([`StackedHalfMse`]).
 pub fn train_stacked(
     model: &StackedMlp,
     data: &StackedData,
     spec: &StackedSpec,
+    progress: &mut dyn ProgressSink,
+) -> Result<TrainReport, TrainError> {
+    train_stacked_with(model, data, spec, &StackedHalfMse, progress)
+}
+
+/// Trains every member of `model` on its set of `data`, minimising `objective`.
+pub fn train_stacked_with(
+    model: &StackedMlp,
+    data: &StackedData,
+    spec: &StackedSpec,
+    objective: &dyn StackedObjective,
     progress: &mut dyn ProgressSink,
 ) -> Result<TrainReport, TrainError> {
     let m = model.len();
@@ -109,12 +191,13 @@ pub fn train_stacked(
         .collect();
     let mut orders: Vec<Vec<i64>> = vec![(0..rows as i64).collect(); m];
     let offsets: Vec<i64> = data.member_set.iter().map(|&s| (s * rows) as i64).collect();
-    let mut adam = StackedAdam::new(model, spec, device);
+    let mut adam = StackedAdam::new(model, &objective.parameters(), spec, device);
     let mut idx = Vec::with_capacity(m * batch);
 
     let started = Instant::now();
     let mut losses = Vec::new();
     let mut member_losses: Vec<Vec<f64>> = vec![Vec::new(); m];
+    let mut tracked: Vec<(String, Vec<f64>)> = Vec::new();
     progress.start(total);
     let mut it = 0;
     for _epoch in 0..spec.epochs {
@@ -132,18 +215,28 @@ pub fn train_stacked(
             let shape = [m as i64, len as i64];
             let xb = data.x.index_select(0, &idx_t).view([shape[0], shape[1], d]);
             let yb = data.y.index_select(0, &idx_t).view([shape[0], shape[1], k]);
-            let out = model.forward_t(&xb, true);
-            // Per member: 0.5 * mean over its rows of the squared error (summed over outputs).
-            let member_loss =
-                (out - yb)
-                    .square()
-                    .sum_dim_intlist([1i64, 2].as_slice(), false, Kind::Float)
-                    * (0.5 / len as f64);
+            let last = it + 1 == total;
+            let logged = it.is_multiple_of(spec.log_every.max(1)) || last;
+            // Read before the step: the parameters that give this step's loss.
+            let values = if logged {
+                objective.tracked()
+            } else {
+                Vec::new()
+            };
+            let member_loss = objective.member_loss(model, &xb, &yb);
             member_loss.sum(Kind::Float).backward();
             adam.step();
 
-            let last = it + 1 == total;
-            if it.is_multiple_of(spec.log_every.max(1)) || last {
+            if logged {
+                for (name, per_member) in values {
+                    for (j, v) in per_member.into_iter().enumerate() {
+                        let key = format!("{name}/member{j}");
+                        match tracked.iter_mut().find(|(k, _)| *k == key) {
+                            Some((_, series)) => series.push(v),
+                            None => tracked.push((key, vec![v])),
+                        }
+                    }
+                }
                 let per: Vec<f32> =
                     Vec::<f32>::try_from(&member_loss).map_err(|source| TrainError::Torch {
                         op: "reading the member losses",
@@ -171,7 +264,7 @@ pub fn train_stacked(
     Ok(TrainReport {
         iterations: total,
         losses,
-        tracked: Vec::new(),
+        tracked,
         member_losses,
         seconds: started.elapsed().as_secs_f64(),
     })
@@ -191,11 +284,12 @@ struct StackedAdam {
 }
 
 impl StackedAdam {
-    fn new(model: &StackedMlp, spec: &StackedSpec, device: tch::Device) -> Self {
+    fn new(model: &StackedMlp, extra: &[Tensor], spec: &StackedSpec, device: tch::Device) -> Self {
         let state = model
             .layers()
             .iter()
             .flat_map(|(w, b)| [(w, true), (b, false)])
+            .chain(extra.iter().map(|p| (p, false)))
             .map(|(p, decays)| (p.shallow_clone(), p.zeros_like(), p.zeros_like(), decays))
             .collect();
         let decay = Tensor::from_slice(&spec.weight_decay)
@@ -285,12 +379,28 @@ mod tests {
     /// the same seed, masks and data: bit for bit (one thread, so no reduction is reordered).
     #[test]
     fn member_in_a_stack_trains_as_alone() {
+        members_train_as_alone(&StackedHalfMse, 1, [0.05, 0.1, 0.01]);
+    }
+
+    /// The same for deep ensembles' Gaussian NLL (two outputs per member, no dropout): a UCI
+    /// ensemble member trained beside other members and other splits' members is the net alone.
+    #[test]
+    fn ensemble_member_in_a_stack_trains_as_alone() {
+        let nll = StackedGaussianNll { min_variance: 1e-6 };
+        members_train_as_alone(&nll, 2, [0.0; 3]);
+    }
+
+    fn members_train_as_alone(objective: &dyn StackedObjective, outputs: usize, rates: [f64; 3]) {
         tch::set_num_threads(1);
         let members = [
-            (0.05, 11u64, 1e-3, 0usize),
-            (0.1, 12, 1e-4, 1),
-            (0.01, 13, 0.0, 0),
+            (rates[0], 11u64, 1e-3, 0usize),
+            (rates[1], 12, 1e-4, 1),
+            (rates[2], 13, 0.0, 0),
         ];
+        let spec = MlpSpec {
+            output_dim: outputs,
+            ..spec()
+        };
         let (xs, ys) = sets();
         let all: Vec<Member> = members
             .iter()
@@ -300,17 +410,17 @@ mod tests {
                 seed,
             })
             .collect();
-        let stack = StackedMlp::new(&spec(), &all);
+        let stack = StackedMlp::new(&spec, &all);
         let data = StackedData::new(&xs, &ys, members.iter().map(|m| m.3).collect()).unwrap();
         let run = run_spec(
             members.iter().map(|m| m.2).collect(),
             members.iter().map(|m| m.1 ^ 7).collect(),
         );
-        let report = train_stacked(&stack, &data, &run, &mut Silent).unwrap();
+        let report = train_stacked_with(&stack, &data, &run, objective, &mut Silent).unwrap();
         assert_eq!(report.iterations, 30 * 4);
         let first = report.losses.first().unwrap().1;
         let last = report.losses.last().unwrap().1;
-        assert!(last < 0.5 * first, "loss {first} -> {last}");
+        assert!(last < first - 0.5 * first.abs(), "loss {first} -> {last}");
         // Each member's own curve, at the report points; `losses` is their mean.
         assert_eq!(report.member_losses.len(), members.len());
         for (k, &(_, mean)) in report.losses.iter().enumerate() {
@@ -324,7 +434,7 @@ mod tests {
 
         for (i, &(p, seed, wd, set)) in members.iter().enumerate() {
             let alone = StackedMlp::new(
-                &spec(),
+                &spec,
                 &[Member {
                     dropout: p,
                     input_dropout: p,
@@ -332,10 +442,11 @@ mod tests {
                 }],
             );
             let data = StackedData::new(&xs[set..=set], &ys[set..=set], vec![0]).unwrap();
-            let solo = train_stacked(
+            let solo = train_stacked_with(
                 &alone,
                 &data,
                 &run_spec(vec![wd], vec![seed ^ 7]),
+                objective,
                 &mut Silent,
             )
             .unwrap();
@@ -348,6 +459,20 @@ mod tests {
                 assert!(diff == 0.0, "member {i}: max weight difference {diff}");
             }
         }
+    }
+
+    /// The Gaussian NLL by hand: member 0 (mean 1, variance 1) and member 1 (mean 0, raw
+    /// output 0: variance ln 2 + 1e-6), one row each, target 0.
+    #[test]
+    fn the_ensemble_loss_by_hand() {
+        let nll = StackedGaussianNll { min_variance: 1e-6 };
+        let raw1 = (1f64.exp() - 1.0).ln(); // softplus(raw1) = 1
+        let out = Tensor::from_slice(&[1.0f32, raw1 as f32, 0.0, 0.0]).view([2, 1, 2]);
+        let y = Tensor::zeros([2, 1, 1], (Kind::Float, Device::Cpu));
+        let got = Vec::<f32>::try_from(nll.loss_of(&out, &y)).unwrap();
+        let v1 = 2f64.ln() + 1e-6;
+        assert!((f64::from(got[0]) - 0.5).abs() < 1e-5, "{got:?}");
+        assert!((f64::from(got[1]) - 0.5 * v1.ln()).abs() < 1e-5, "{got:?}");
     }
 
     #[test]

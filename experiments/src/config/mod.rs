@@ -1045,7 +1045,8 @@ fn check_run(
         ),
         None => method,
     };
-    if is_concrete && dropout == 0.0 {
+    // (A study that searches the rate itself, uci, starts concrete dropout's rates on its own.)
+    if is_concrete && dropout == 0.0 && rules.searched_dropout.is_none() {
         return Err(src.error(
             "model.dropout",
             "got 0, allowed with `model.method: concrete_dropout`: the initial drop rate p of \

@@ -86,6 +86,9 @@ pub struct UciConfig {
     pub length_scale: f64,
     /// `precision.tau`: one tau instead of the grid.
     pub fixed_tau: Option<f64>,
+    /// Concrete dropout's mask temperature (`model.temperature`; read only with
+    /// `model.method: concrete_dropout`).
+    pub temperature: f64,
 }
 
 /// The data sets of a uci run.
@@ -131,6 +134,7 @@ struct Training {
     beta2: f64,
     length_scale: f64,
     fixed_tau: Option<f64>,
+    temperature: f64,
 }
 
 /// Checks the uci study's settings, once: what the protocol fixes in the common sections (no
@@ -187,7 +191,43 @@ pub(crate) fn check(
         beta2,
         length_scale,
         fixed_tau,
+        temperature: raw
+            .model
+            .temperature
+            .unwrap_or(crate::methods::concrete_dropout::DEFAULT_TEMPERATURE),
     };
+    // What the other methods do not read: concrete dropout learns p, an ensemble has no grid.
+    let method = raw.model.method.as_deref().unwrap_or("mc_dropout");
+    if let Some(c) = &raw.uci {
+        for (key, given, refused_by, why) in [
+            (
+                "uci.dropout_rates",
+                c.dropout_rates.is_some(),
+                &["concrete_dropout", "ensemble"][..],
+                "concrete dropout learns p and an ensemble has no dropout; remove this key",
+            ),
+            (
+                "uci.tau_values",
+                c.tau_values.is_some(),
+                &["ensemble"][..],
+                "an ensemble learns its noise (variance heads): it has no tau grid; remove this key",
+            ),
+            (
+                "precision.tau",
+                fixed_tau.is_some(),
+                &["ensemble"][..],
+                "an ensemble learns its noise (variance heads): it has no tau; remove this key",
+            ),
+        ] {
+            if given && refused_by.contains(&method) {
+                return Err(src.error(
+                    key,
+                    format!("not read with `model.method: {method}`: {why}"),
+                    origin(key),
+                ));
+            }
+        }
+    }
     let config = check_uci(
         src,
         c,
@@ -467,5 +507,6 @@ fn finish_uci(
         beta2: training.beta2,
         length_scale: training.length_scale,
         fixed_tau: training.fixed_tau,
+        temperature: training.temperature,
     })
 }

@@ -318,6 +318,24 @@ impl StochasticModel for ConcreteMlp {
     }
 }
 
+/// One Linear's term of the regulariser,
+/// `weight_reg ||W||^2 / (1 - p) + dropout_reg K (p log p + (1 - p) log(1 - p))`, element by
+/// element over tensors of one shape (the uci study's stacks: one value per member): `w2` the
+/// squared norms, `logit_p` the rates' logits, and the coefficients (halve them for the
+/// project's 0.5 MSE scale).
+pub fn layer_penalty(
+    w2: &Tensor,
+    logit_p: &Tensor,
+    k: f64,
+    weight_reg: &Tensor,
+    dropout_reg: &Tensor,
+) -> Tensor {
+    let (log_p, log_q) = (logit_p.log_sigmoid(), (-logit_p).log_sigmoid());
+    let (p, q) = (log_p.exp(), log_q.exp());
+    let neg_entropy = &p * &log_p + &q * &log_q;
+    w2 * weight_reg / q + neg_entropy * dropout_reg * k
+}
+
 /// One Linear's term of the regulariser: its weight, the rate of the dropout before it (none:
 /// p = 0) and its input width K.
 struct Term {
@@ -553,7 +571,10 @@ impl Method for ConcreteDropout {
     fn serves(&self, u: Use) -> bool {
         matches!(
             u,
-            Use::Regression | Use::ConcreteHeteroscedastic | Use::Classification
+            Use::Regression
+                | Use::ConcreteHeteroscedastic
+                | Use::Classification
+                | Use::StackedRegression
         )
     }
 

@@ -217,7 +217,11 @@ impl Method for Ensemble {
     }
 
     fn serves(&self, u: Use) -> bool {
-        u == Use::Regression || u == Use::Classification
+        // The uci study trains its members stacked (`studies::uci::methods`).
+        matches!(
+            u,
+            Use::Regression | Use::StackedRegression | Use::Classification
+        )
     }
 
     /// M LeNets without dropout (`methods::classification::LeNetEnsemble`).

@@ -55,7 +55,8 @@ pub fn names_for(u: Use) -> Vec<&'static str> {
 pub enum Use {
     /// One MLP regressing one target, through [`Regressor`] (co2).
     Regression,
-    /// Many small regression MLPs trained as one `StackedMlp` (the uci grid).
+    /// Many small regression MLPs trained as one `StackedMlp` (the uci study: MC dropout's
+    /// grid, concrete dropout's learnt rates, deep ensembles' members).
     StackedRegression,
     /// A classifier (mnist_rotated's LeNet).
     Classification,
@@ -70,8 +71,8 @@ impl Use {
         match self {
             Use::Regression => "fits one regression MLP",
             Use::StackedRegression => {
-                "trains its grid of regression MLPs as one stacked model (StackedMlp), which has \
-                 only MC dropout's single output"
+                "trains its regression MLPs as one stacked model (StackedMlp: MC dropout's \
+                 grid, concrete dropout's learnt rates or an ensemble's members)"
             }
             Use::Classification => "trains a classifier (LeNet's class logits)",
             Use::ConcreteHeteroscedastic => {

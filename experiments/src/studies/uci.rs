@@ -41,7 +41,10 @@ use crate::output::OutputDir;
 use crate::tasks::Task;
 use crate::{Context, Mode};
 
+mod methods;
+
 const PUBLISHED: &str = include_str!("../../data/uci_published.csv");
+const PUBLISHED_ENSEMBLES: &str = include_str!("../../data/uci_published_ensembles.csv");
 
 /// Everything that fixes one data set's per-split results (with the data set: its resume key,
 /// [`Protocol::key`]; the spec and seed enter the key as its model and seed).
@@ -148,6 +151,13 @@ struct SplitResult {
     /// the weight decay). `None` in a split saved before curves were recorded.
     #[serde(default)]
     train_curve: Option<Vec<(usize, f64)>>,
+    /// Concrete dropout: the final model's learnt p per layer (the input's first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    learnt_p: Option<Vec<f64>>,
+    /// Concrete dropout: the final model's learnt p per layer (`p_before_layer{i}`) at the
+    /// logged steps of `train_curve`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    train_p: Option<Vec<(String, Vec<f64>)>>,
 }
 
 /// Logged steps of a retraining: about this many, the last step included.
@@ -209,19 +219,26 @@ impl super::Study for Uci {
             .runs
             .get(run)
             .with_context(|| format!("no run {run} in this experiment"))?;
-        run_one(run, "", ctx, out, unit)
+        run_one(run, "", ctx, out, unit).map(drop)
     }
 }
 
-/// Runs the study into `out`.
+/// Runs the study into `out`; runs of more than one method also get the comparison table
+/// (`tables/methods.*`, one row per data set and method).
 pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
+    let mut all = Vec::new();
     for run in &exp.runs {
         let prefix = if exp.runs.len() > 1 {
             format!("{}_", run.name)
         } else {
             String::new()
         };
-        run_one(run, &prefix, ctx, out, None)?;
+        all.push((run.name.clone(), run_one(run, &prefix, ctx, out, None)?));
+    }
+    let methods: std::collections::BTreeSet<&str> =
+        exp.runs.iter().map(|r| r.model.method.name()).collect();
+    if methods.len() > 1 {
+        write_methods_table(out, &all)?;
     }
     Ok(())
 }
@@ -302,8 +319,9 @@ fn run_one(
     ctx: &Context,
     out: &OutputDir,
     unit: Option<&Unit>,
-) -> Result<()> {
+) -> Result<Vec<Summary>> {
     let cfg = uci_config(run);
+    let other = methods::Other::of(run.model.method, cfg);
     if ctx.device != Device::Cpu {
         bail!(
             "the uci study runs on the CPU only (its nets are small; got --device {:?})",
@@ -321,11 +339,18 @@ fn run_one(
                 Some(u) => u.splits.clone(),
                 None => (0..cfg.splits.unwrap_or(usize::MAX).min(ds.splits.len())).collect(),
             };
-            let results = run_dataset(&ds, &proto, cfg, ctx, out, &wanted)?;
+            let set_started = Instant::now();
+            let results = run_dataset(&ds, &proto, cfg, ctx, out, &wanted, other)?;
             if ctx.mode != Mode::TrainOnly {
                 write_predictions(out, prefix, &ds.name, &results)?;
                 curves.push(curve_of(&ds.name, &results, out));
-                summaries.push(Summary::of(ds.name, &results));
+                let mut summary = Summary::of(ds.name, &results);
+                if let Some(o) = &other {
+                    summary.mode = o.chosen(&results);
+                }
+                summary.method = run.model.method.label().to_string();
+                summary.run_seconds = set_started.elapsed().as_secs_f64();
+                summaries.push(summary);
             }
             Ok(())
         };
@@ -365,24 +390,37 @@ fn run_one(
         }
     }
     if ctx.mode == Mode::TrainOnly {
-        return Ok(());
+        return Ok(summaries);
     }
     out.log(&format!(
         "UCI benchmark finished in {:.1} min",
         started.elapsed().as_secs_f64() / 60.0
     ));
-    write_tables(out, prefix, &summaries)?;
-    crate::curves::write(
-        out,
-        prefix,
-        crate::curves::Labels {
+    write_tables(out, prefix, &summaries, run.model.method.label())?;
+    let labels = match other.map(|o| o.name()) {
+        Some("ensemble") => crate::curves::Labels {
+            table: "UCI training curves: deep ensembles' loss (the members' mean Gaussian NLL, \
+                    standardised targets, on each logged step's mini-batch), mean over splits, \
+                    per data set",
+            figure: "UCI: deep ensembles' training loss (mean over splits)",
+            loss: "Gaussian NLL on the batch (standardised)",
+        },
+        Some(_) => crate::curves::Labels {
+            table: "UCI training curves: concrete dropout's final models' loss (0.5 MSE with \
+                    relaxed masks + the halved regulariser, standardised targets, on each logged \
+                    step's mini-batch) and learnt p per layer, mean over splits, per data set",
+            figure: "UCI: concrete dropout's training loss (mean over splits)",
+            loss: "0.5 MSE + regulariser on the batch",
+        },
+        None => crate::curves::Labels {
             table: "UCI training curves: the final models' loss (0.5 MSE, standardised targets, \
                     on each logged step's mini-batch, dropout on), mean over splits, per data set",
             figure: "UCI: final models' training loss (mean over splits)",
             loss: "0.5 MSE on the batch (standardised)",
         },
-        &curves,
-    )
+    };
+    crate::curves::write(out, prefix, labels, &curves)?;
+    Ok(summaries)
 }
 
 /// A data set's training curve: the mean over its splits of the final model's (the retraining
@@ -407,7 +445,27 @@ fn curve_of(name: &SetName, results: &[SplitResult], out: &OutputDir) -> Curve {
             }
         ));
     }
-    Curve::mean_of(name.dir_name(), &have)
+    let mut curve = Curve::mean_of(name.dir_name(), &have);
+    // Concrete dropout: the learnt rates, mean over splits at each step.
+    let rates: Vec<&Vec<(String, Vec<f64>)>> =
+        results.iter().filter_map(|r| r.train_p.as_ref()).collect();
+    if let Some(first) = rates.first() {
+        for (j, (layer, series)) in first.iter().enumerate() {
+            let mean: Vec<f64> = (0..series.len())
+                .map(|i| {
+                    let v: Vec<f64> = rates
+                        .iter()
+                        .filter_map(|r| r.get(j)?.1.get(i).copied())
+                        .collect();
+                    v.iter().sum::<f64>() / v.len() as f64
+                })
+                .collect();
+            if mean.len() == curve.steps.len() {
+                curve.learned.push((layer.clone(), mean));
+            }
+        }
+    }
+    curve
 }
 
 /// The protocol for one data set: the config's settings plus the data set's own grid, width
@@ -469,13 +527,14 @@ fn run_dataset(
     ctx: &Context,
     out: &OutputDir,
     wanted: &[usize],
+    other: Option<methods::Other>,
 ) -> Result<Vec<SplitResult>> {
     let n_splits = wanted.len();
-    let dir = ctx
-        .cache_dir
-        .join("uci")
-        .join(proto.key(&ds.name)?)
-        .join(ds.name.dir_name());
+    let key = match &other {
+        None => proto.key(&ds.name)?,
+        Some(o) => o.key(proto, &ds.name)?,
+    };
+    let dir = ctx.cache_dir.join("uci").join(key).join(ds.name.dir_name());
     let mut done = BTreeMap::new();
     let mut todo = Vec::new();
     for &k in wanted {
@@ -489,17 +548,28 @@ fn run_dataset(
             None => todo.push(k),
         }
     }
-    out.log(&format!(
-        "{}: {} splits ({} already done in {}), grid {} x {} (p x tau), {} epochs, {} hidden",
-        ds.name,
-        n_splits,
-        done.len(),
-        dir.display(),
-        proto.dropout_rates.len(),
-        proto.tau_values.len(),
-        proto.epochs,
-        proto.spec.hidden[0],
-    ));
+    match &other {
+        None => out.log(&format!(
+            "{}: {} splits ({} already done in {}), grid {} x {} (p x tau), {} epochs, {} hidden",
+            ds.name,
+            n_splits,
+            done.len(),
+            dir.display(),
+            proto.dropout_rates.len(),
+            proto.tau_values.len(),
+            proto.epochs,
+            proto.spec.hidden[0],
+        )),
+        Some(o) => out.log(&format!(
+            "{}: {} splits ({} already done in {}), {}, {} hidden",
+            ds.name,
+            n_splits,
+            done.len(),
+            dir.display(),
+            o.describe(proto),
+            proto.spec.hidden[0],
+        )),
+    }
     if ctx.mode == Mode::CachedOnly && !todo.is_empty() {
         bail!(
             "{}: splits {todo:?} are not in {}: their tasks have not finished",
@@ -508,12 +578,19 @@ fn run_dataset(
         );
     }
     for group in todo.chunks(cfg.splits_per_stack) {
-        for r in run_group(ds, group, proto, ctx, out)? {
+        let results = match &other {
+            None => run_group(ds, group, proto, ctx, out)?,
+            Some(o) => o.run_group(ds, group, proto, ctx, out)?,
+        };
+        for r in results {
             write_split(&dir, &r)?;
-            out.log(&format!(
-                "{} split {:2}: p {} tau {} | test RMSE {:.4} LL {:.4} | standard RMSE {:.4} | {:.1} s",
-                r.dataset, r.split, r.p, r.tau, r.test_rmse, r.test_ll, r.standard_rmse, r.seconds
-            ));
+            out.log(&match &other {
+                None => format!(
+                    "{} split {:2}: p {} tau {} | test RMSE {:.4} LL {:.4} | standard RMSE {:.4} | {:.1} s",
+                    r.dataset, r.split, r.p, r.tau, r.test_rmse, r.test_ll, r.standard_rmse, r.seconds
+                ),
+                Some(o) => o.split_line(&r),
+            });
             done.insert(r.split, r);
         }
     }
@@ -723,6 +800,8 @@ fn run_group(
                         .zip(report.member_losses[s].iter().copied())
                         .collect(),
                 ),
+                learnt_p: None,
+                train_p: None,
             })
         })
         .collect::<Result<_, mcd_evaluation::EvalError>>()
@@ -838,26 +917,7 @@ fn evaluate(
         )?)
     };
     stack.mc_chunks(&x, passes, proto.budget_bytes, |row0, out| -> Result<()> {
-        let o = out.to_kind(Kind::Double) * &y_std + &y_mean; // [M, passes, rows, 1]
-        let (tc, rows) = (o.size()[1] as usize, o.size()[2] as usize);
-        let y = y_t.narrow(2, row0 as i64, rows as i64);
-        let mean = o.mean_dim(1, true, Kind::Double);
-        let m2 = (&o - &mean)
-            .square()
-            .sum_dim_intlist(1, false, Kind::Double);
-        let lse = ((&y - &o).square() * (&tau * -0.5)).logsumexp(1, false);
-        let (mean, m2, lse) = (to_vec(mean)?, to_vec(m2)?, to_vec(lse)?);
-        for (i, s) in streams.iter_mut().enumerate() {
-            let r = i * rows..(i + 1) * rows;
-            s.merge(ChunkSummary {
-                passes: tc,
-                offset: row0,
-                mean: &mean[r.clone()],
-                m2: &m2[r.clone()],
-                lse: &lse[r],
-            })?;
-        }
-        Ok(())
+        merge_chunk(&mut streams, out, row0, &y_t, &y_std, &y_mean, &tau)
     })?;
     let standard = tch::no_grad(|| stack.forward_t(&x, false)).to_kind(Kind::Double)
         * y_std.view([m, 1, 1])
@@ -869,6 +929,45 @@ fn evaluate(
         .enumerate()
         .map(|(i, s)| (s, standard[i * n..(i + 1) * n].to_vec()))
         .collect())
+}
+
+/// Merges a chunk of passes, `out` `[M, passes, rows, 1]` in standardised units over rows
+/// `row0..row0 + rows`, into each member's stream (original units: `y_std`, `y_mean` and
+/// `tau` `[M, 1, 1, 1]`; targets `y_t` `[M, 1, n, 1]`).
+fn merge_chunk(
+    streams: &mut [McStream],
+    out: &Tensor,
+    row0: usize,
+    y_t: &Tensor,
+    y_std: &Tensor,
+    y_mean: &Tensor,
+    tau: &Tensor,
+) -> Result<()> {
+    let to_vec = |t: Tensor| -> Result<Vec<f64>> {
+        Ok(Vec::<f64>::try_from(
+            t.to_device(Device::Cpu).contiguous().view([-1]),
+        )?)
+    };
+    let o = out.to_kind(Kind::Double) * y_std + y_mean; // [M, passes, rows, 1]
+    let (tc, rows) = (o.size()[1] as usize, o.size()[2] as usize);
+    let y = y_t.narrow(2, row0 as i64, rows as i64);
+    let mean = o.mean_dim(1, true, Kind::Double);
+    let m2 = (&o - &mean)
+        .square()
+        .sum_dim_intlist(1, false, Kind::Double);
+    let lse = ((&y - &o).square() * (tau * -0.5)).logsumexp(1, false);
+    let (mean, m2, lse) = (to_vec(mean)?, to_vec(m2)?, to_vec(lse)?);
+    for (i, s) in streams.iter_mut().enumerate() {
+        let r = i * rows..(i + 1) * rows;
+        s.merge(ChunkSummary {
+            passes: tc,
+            offset: row0,
+            mean: &mean[r.clone()],
+            m2: &m2[r.clone()],
+            lse: &lse[r],
+        })?;
+    }
+    Ok(())
 }
 
 /// Mean and standard error (sample sd / sqrt(n); NaN for one value).
@@ -895,6 +994,10 @@ struct Summary {
     mode: String,
     seconds_per_split: f64,
     note: String,
+    /// The method's label, and this run's wall time on the data set (seconds; splits read from
+    /// the resume cache cost nearly nothing).
+    method: String,
+    run_seconds: f64,
 }
 
 impl Summary {
@@ -921,6 +1024,8 @@ impl Summary {
             mode,
             seconds_per_split: col(|s| s.seconds).0,
             note: String::new(),
+            method: String::new(),
+            run_seconds: f64::NAN,
         }
     }
 
@@ -935,6 +1040,8 @@ impl Summary {
             mode: String::new(),
             seconds_per_split: f64::NAN,
             note: format!("skipped: {why}"),
+            method: String::new(),
+            run_seconds: f64::NAN,
         }
     }
 }
@@ -997,7 +1104,7 @@ fn within_one_se(ours: (f64, f64), published: f64) -> &'static str {
     }
 }
 
-fn write_tables(out: &OutputDir, prefix: &str, rows: &[Summary]) -> Result<()> {
+fn write_tables(out: &OutputDir, prefix: &str, rows: &[Summary], method: &str) -> Result<()> {
     let pubs = published()?;
     let nan = Published {
         rmse_2018: (f64::NAN, f64::NAN),
@@ -1106,11 +1213,15 @@ fn write_tables(out: &OutputDir, prefix: &str, rows: &[Summary]) -> Result<()> {
             "RMSE / published 2018 RMSE",
             &rel,
             &[
-                ("MC dropout, this run", &|i| rows[i].rmse.0, &|i| {
+                (&format!("{method}, this run"), &|i| rows[i].rmse.0, &|i| {
                     rows[i].rmse.1
                 }),
                 (
-                    "standard dropout, this run",
+                    if method == "deep ensemble" {
+                        "its first member alone, this run"
+                    } else {
+                        "standard dropout, this run"
+                    },
                     &|i| rows[i].standard_rmse.0,
                     &|i| rows[i].standard_rmse.1,
                 ),
@@ -1121,6 +1232,181 @@ fn write_tables(out: &OutputDir, prefix: &str, rows: &[Summary]) -> Result<()> {
             "rmse_relative",
         )?;
     }
+    Ok(())
+}
+
+/// Deep ensembles' published (RMSE, its +-, LL, its +-) per data set (LL = -NLL as printed).
+fn published_ensembles() -> Result<BTreeMap<String, [f64; 4]>> {
+    let mut out = BTreeMap::new();
+    let mut lines = PUBLISHED_ENSEMBLES
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.starts_with('#') && !l.trim().is_empty());
+    lines.next(); // header
+    for (i, line) in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        let num = |j: usize| -> Result<f64> {
+            let s = f.get(j).copied().unwrap_or("").trim();
+            s.parse().with_context(|| {
+                format!(
+                    "experiments/data/uci_published_ensembles.csv line {}: field {} `{s}` is not \
+                     a number",
+                    i + 1,
+                    j + 1
+                )
+            })
+        };
+        out.insert(f[0].to_string(), [num(1)?, num(2)?, -num(3)?, num(4)?]);
+    }
+    Ok(out)
+}
+
+/// The published numbers for a method's row: (source, RMSE, its +-, LL, its +-).
+fn published_for(method: &str, dataset: &str) -> Result<(String, [f64; 4])> {
+    let nan = [f64::NAN; 4];
+    Ok(match method {
+        "MC dropout" => match published()?.get(dataset) {
+            Some(p) => (
+                "Gal 2018 (mean +- SE)".into(),
+                [p.rmse_2018.0, p.rmse_2018.1, p.ll_2018.0, p.ll_2018.1],
+            ),
+            None => (String::new(), nan),
+        },
+        "deep ensemble" => match published_ensembles()?.get(dataset) {
+            Some(p) => (
+                "Lakshminarayanan et al. 2017 Table 1 (+- as printed)".into(),
+                *p,
+            ),
+            None => (String::new(), nan),
+        },
+        _ => ("none found".into(), nan),
+    })
+}
+
+/// The comparison of methods: one row per data set and method (runs in config order), with
+/// the published numbers of the method and the wall time.
+fn write_methods_table(out: &OutputDir, runs: &[(String, Vec<Summary>)]) -> Result<()> {
+    let rows: Vec<(&str, &Summary)> = runs
+        .iter()
+        .flat_map(|(name, s)| s.iter().map(move |r| (name.as_str(), r)))
+        .filter(|(_, r)| r.splits > 0)
+        .collect();
+    let mut order: Vec<&str> = Vec::new();
+    for (_, r) in &rows {
+        if !order.contains(&r.name.dir_name()) {
+            order.push(r.name.dir_name());
+        }
+    }
+    let mut sorted = rows.clone();
+    sorted.sort_by_key(|(_, r)| order.iter().position(|d| *d == r.name.dir_name()));
+    let rows = sorted;
+    let pubs: Vec<(String, [f64; 4])> = rows
+        .iter()
+        .map(|(_, r)| {
+            let own = r.name.uci().is_some();
+            if own {
+                published_for(&r.method, r.name.dir_name())
+            } else {
+                Ok((String::new(), [f64::NAN; 4]))
+            }
+        })
+        .collect::<Result<_>>()?;
+    // A method's wall time in this run, summed over its data sets.
+    let run_total = |run: &str| -> f64 {
+        runs.iter()
+            .filter(|(n, _)| n == run)
+            .flat_map(|(_, s)| s.iter())
+            .filter(|r| r.run_seconds.is_finite())
+            .map(|r| r.run_seconds)
+            .sum()
+    };
+    let f = |g: &dyn Fn(usize) -> f64| (0..rows.len()).map(g).collect::<Vec<f64>>();
+    let table = Table::from_columns(
+        "UCI: test RMSE and log-likelihood per data set and method (mean and standard error over \
+         splits) next to the method's published numbers; wall times in seconds",
+        vec![
+            Column::str(
+                "dataset",
+                rows.iter().map(|(_, r)| r.name.dir_name()).collect(),
+            ),
+            Column::str(
+                "method",
+                rows.iter().map(|(_, r)| r.method.clone()).collect(),
+            ),
+            Column::str("run", rows.iter().map(|(n, _)| n.to_string()).collect()),
+            Column::i64(
+                "splits",
+                rows.iter().map(|(_, r)| r.splits as i64).collect(),
+            ),
+            Column::f64("rmse", f(&|i| rows[i].1.rmse.0)),
+            Column::f64("rmse_se", f(&|i| rows[i].1.rmse.1)),
+            Column::f64("ll", f(&|i| rows[i].1.ll.0)),
+            Column::f64("ll_se", f(&|i| rows[i].1.ll.1)),
+            Column::str("published", pubs.iter().map(|p| p.0.clone()).collect()),
+            Column::f64("published_rmse", f(&|i| pubs[i].1[0])),
+            Column::f64("published_rmse_pm", f(&|i| pubs[i].1[1])),
+            Column::f64("published_ll", f(&|i| pubs[i].1[2])),
+            Column::f64("published_ll_pm", f(&|i| pubs[i].1[3])),
+            Column::f64("coverage_95", f(&|i| rows[i].1.coverage_95)),
+            Column::str("chosen", rows.iter().map(|(_, r)| r.mode.clone()).collect()),
+            Column::f64("train_s_per_split", f(&|i| rows[i].1.seconds_per_split)),
+            Column::f64("run_s", f(&|i| rows[i].1.run_seconds)),
+            Column::f64("method_run_s", f(&|i| run_total(rows[i].0))),
+        ],
+    )?;
+    let tables = out.subdir("tables")?;
+    table.write_all(&tables, "methods")?;
+    out.log(&format!("\n{}", table.to_markdown()));
+    // Log-likelihood per data set: one series per run, and the published ones.
+    let sets: Vec<String> = order.iter().map(|s| s.to_string()).collect();
+    let mut groups = Vec::new();
+    for (name, summaries) in runs {
+        let method = summaries
+            .iter()
+            .find(|r| !r.method.is_empty())
+            .map_or(name.as_str(), |r| r.method.as_str());
+        let pick = |d: &str| {
+            summaries
+                .iter()
+                .find(|r| r.name.dir_name() == d && r.splits > 0)
+        };
+        groups.push((
+            format!("{method}, this run"),
+            order
+                .iter()
+                .map(|d| pick(d).map_or(f64::NAN, |r| r.ll.0))
+                .collect(),
+            order
+                .iter()
+                .map(|d| pick(d).map_or(f64::NAN, |r| r.ll.1))
+                .collect(),
+        ));
+    }
+    for (method, label) in [
+        ("MC dropout", "Gal 2018"),
+        ("deep ensemble", "Lakshminarayanan 2017 (+- as printed)"),
+    ] {
+        if !rows.iter().any(|(_, r)| r.method == method) {
+            continue;
+        }
+        let p: Vec<[f64; 4]> = order
+            .iter()
+            .map(|d| published_for(method, d).map(|p| p.1))
+            .collect::<Result<_>>()?;
+        groups.push((
+            label.to_string(),
+            p.iter().map(|p| p[2]).collect(),
+            p.iter().map(|p| p[3]).collect(),
+        ));
+    }
+    let figures = out.subdir("figures")?;
+    errorbar_figure(
+        "UCI test log-likelihood per method (mean +- 1 standard error over splits)",
+        "test log-likelihood (nats)",
+        &sets,
+        &groups,
+        &figures.join("methods_ll"),
+    )?;
     Ok(())
 }
 
