@@ -160,6 +160,47 @@ struct SplitResult {
     train_p: Option<Vec<(String, Vec<f64>)>>,
 }
 
+impl SplitResult {
+    /// A split's result from its final model's MC test stream and standard-dropout
+    /// predictions, with the method's chosen (p, tau) and the final model's training curve;
+    /// no learnt rates (concrete dropout adds them).
+    #[allow(clippy::too_many_arguments)]
+    fn tested(
+        ds: &UciDataset,
+        split: usize,
+        (p, tau): (f64, f64),
+        grid: Vec<GridPoint>,
+        (stream, standard): (&McStream, &[f64]),
+        epochs: usize,
+        seconds: f64,
+        rows: Vec<usize>,
+        train_curve: Vec<(usize, f64)>,
+    ) -> Result<Self, mcd_evaluation::EvalError> {
+        let pred = stream.predictive()?;
+        let sd = pred.sd();
+        Ok(SplitResult {
+            dataset: ds.name.dir_name().to_string(),
+            split,
+            p,
+            tau,
+            grid,
+            test_rmse: stream.rmse()?,
+            test_ll: stream.log_likelihood()?.mean,
+            standard_rmse: rmse(standard, stream.targets())?,
+            coverage_95: coverage(&pred.mean, &sd, stream.targets(), 1.96)?,
+            epochs,
+            seconds,
+            rows,
+            y: stream.targets().to_vec(),
+            mean: pred.mean,
+            sd,
+            train_curve: Some(train_curve),
+            learnt_p: None,
+            train_p: None,
+        })
+    }
+}
+
 /// Logged steps of a retraining: about this many, the last step included.
 const CURVE_POINTS: usize = 100;
 
@@ -775,34 +816,21 @@ fn run_group(
         .enumerate()
         .zip(tested)
         .map(|((s, &k), (stream, standard))| {
-            let pred = stream.predictive()?;
-            let sd = pred.sd();
-            Ok(SplitResult {
-                dataset: ds.name.dir_name().to_string(),
-                split: k,
-                p: grid[best[s]].0,
-                tau: grid[best[s]].1,
-                grid: grids[s].clone(),
-                test_rmse: stream.rmse()?,
-                test_ll: stream.log_likelihood()?.mean,
-                standard_rmse: rmse(&standard, stream.targets())?,
-                coverage_95: coverage(&pred.mean, &sd, stream.targets(), 1.96)?,
-                epochs: proto.epochs,
+            SplitResult::tested(
+                ds,
+                k,
+                grid[best[s]],
+                grids[s].clone(),
+                (&stream, &standard),
+                proto.epochs,
                 seconds,
-                rows: full[s].test_rows.clone(),
-                y: stream.targets().to_vec(),
-                mean: pred.mean,
-                sd,
-                train_curve: Some(
-                    logged
-                        .iter()
-                        .copied()
-                        .zip(report.member_losses[s].iter().copied())
-                        .collect(),
-                ),
-                learnt_p: None,
-                train_p: None,
-            })
+                full[s].test_rows.clone(),
+                logged
+                    .iter()
+                    .copied()
+                    .zip(report.member_losses[s].iter().copied())
+                    .collect(),
+            )
         })
         .collect::<Result<_, mcd_evaluation::EvalError>>()
         .map_err(Into::into)

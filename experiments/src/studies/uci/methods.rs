@@ -853,8 +853,6 @@ fn concrete_group(
         .enumerate()
         .zip(tested)
         .map(|((s, &k), (stream, standard))| {
-            let pred = stream.predictive()?;
-            let sd = pred.sd();
             let learnt: Vec<f64> = rates.iter().map(|l| l[s]).collect();
             let train_p: Vec<(String, Vec<f64>)> = report
                 .tracked
@@ -864,31 +862,25 @@ fn concrete_group(
                     (member.parse::<usize>().ok()? == s).then(|| (layer.to_string(), v.clone()))
                 })
                 .collect();
-            Ok(SplitResult {
-                dataset: ds.name.dir_name().to_string(),
-                split: k,
-                p: learnt.first().copied().unwrap_or(f64::NAN),
-                tau: taus[s],
-                grid: grids[s].clone(),
-                test_rmse: stream.rmse()?,
-                test_ll: stream.log_likelihood()?.mean,
-                standard_rmse: rmse(&standard, stream.targets())?,
-                coverage_95: coverage(&pred.mean, &sd, stream.targets(), 1.96)?,
-                epochs: proto.epochs,
+            let result = SplitResult::tested(
+                ds,
+                k,
+                (learnt.first().copied().unwrap_or(f64::NAN), taus[s]),
+                grids[s].clone(),
+                (&stream, &standard),
+                proto.epochs,
                 seconds,
-                rows: full[s].test_rows.clone(),
-                y: stream.targets().to_vec(),
-                mean: pred.mean,
-                sd,
-                train_curve: Some(
-                    logged
-                        .iter()
-                        .copied()
-                        .zip(report.member_losses[s].iter().copied())
-                        .collect(),
-                ),
+                full[s].test_rows.clone(),
+                logged
+                    .iter()
+                    .copied()
+                    .zip(report.member_losses[s].iter().copied())
+                    .collect(),
+            )?;
+            Ok(SplitResult {
                 learnt_p: Some(learnt),
                 train_p: Some(train_p),
+                ..result
             })
         })
         .collect::<Result<_, mcd_evaluation::EvalError>>()
