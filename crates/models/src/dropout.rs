@@ -183,8 +183,8 @@ impl Dropout {
         self.fill_range(call, 0, out, threads);
     }
 
-    /// The value of a kept unit's mask, 1 / (1 - effective rate).
-    pub(crate) fn scale(&self) -> f32 {
+    /// The value of a kept unit's mask, 1 / (1 - effective rate), at the rate in force.
+    pub fn scale(&self) -> f32 {
         self.in_force().1
     }
 

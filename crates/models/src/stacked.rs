@@ -251,6 +251,24 @@ impl StackedMlp {
         &self.layers
     }
 
+    /// The dropout layer of `member` at `position` (0: the input, l + 1: after hidden layer l),
+    /// or None where that member does not drop. A trainer that runs the members' arithmetic
+    /// itself draws each member's masks from here with [`Dropout::fill_next`], in the order the
+    /// batched forward draws them, so the masks are those of `forward_t`.
+    pub fn dropout_of(&self, position: usize, member: usize) -> Option<&Dropout> {
+        let layer = if position == 0 {
+            &self.input_dropout
+        } else {
+            self.hidden_dropout.get(position - 1)?
+        };
+        layer.members.get(member)?.as_ref()
+    }
+
+    /// The activation of the hidden layers.
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+
     /// Member m's layers as `Mlp` lays them out: (weight [out, in], bias [out]).
     pub fn member_layers(&self, m: usize) -> Vec<(Tensor, Tensor)> {
         self.layers

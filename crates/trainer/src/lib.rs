@@ -10,6 +10,7 @@
 
 pub mod adam;
 pub mod adversarial;
+pub mod fused;
 pub mod stacked;
 pub mod warmup;
 
@@ -138,6 +139,8 @@ pub enum TrainError {
         iteration: usize,
         loss: f64,
     },
+    #[error("training: {why}")]
+    Unsupported { why: &'static str },
     #[error("training: {what} is 0, so nothing would be trained (an untrained net is no result)")]
     NothingToTrain { what: &'static str },
     #[error("stacked training: the stack has {model} members but {sets} data-set indices, {decays} weight decays and {seeds} shuffle seeds were given")]

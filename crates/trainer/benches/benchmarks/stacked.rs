@@ -1,10 +1,15 @@
 //! The UCI grid's training work: 12 one-hidden-layer nets (50 units, 8 inputs, input and hidden
 //! dropout, Adam, batch 128) for one epoch over 800 rows, trained as one stacked model and one
-//! net at a time through the same trainer; and a whole 20-split grid (240 nets) stacked.
+//! net at a time through the same trainer; and whole grids on Boston's shape (20 splits x 12
+//! settings = 240 nets, 13 inputs, 50 units, 364 rows) and Protein's (5 x 12 = 60 nets, 9
+//! inputs, 100 units; 10 steps), each through libtorch's stacked trainer and the fused one
+//! (`mcd_trainer::fused`). Useful flops count 6 per multiply-add (forward, and the backward's
+//! two products), as for every training row here.
 
 use criterion::Criterion;
 use mcd_models::mlp::{Activation, InitScheme, MlpSpec};
 use mcd_models::stacked::{Member, StackedMlp};
+use mcd_trainer::fused::train_fused;
 use mcd_trainer::stacked::{train_stacked, StackedData, StackedSpec};
 use mcd_trainer::Silent;
 use tch::{Device, Kind, Tensor};
@@ -17,9 +22,13 @@ const HIDDEN: usize = 50;
 const BATCH: usize = 128;
 
 fn spec() -> MlpSpec {
+    shaped(D as usize, HIDDEN)
+}
+
+fn shaped(inputs: usize, hidden: usize) -> MlpSpec {
     MlpSpec {
-        input_dim: D as usize,
-        hidden: vec![HIDDEN],
+        input_dim: inputs,
+        hidden: vec![hidden],
         output_dim: 1,
         activation: Activation::Relu,
         dropout: 0.0,
@@ -119,26 +128,78 @@ pub fn bench(c: &mut Criterion, report: &mut Report) {
         "stacked/stacked_12_nets_epoch",
     );
 
-    // A whole data set's grid: 20 splits x 12 settings.
-    let all: Vec<(Member, f64)> = (0..20).flat_map(grid).collect();
-    let sets: Vec<(Tensor, Tensor)> = (0..20).map(set).collect();
+    for shape in [
+        GridShape {
+            name: "boston",
+            splits: 20,
+            inputs: 13,
+            hidden: 50,
+            rows: 364,
+        },
+        GridShape {
+            name: "protein",
+            splits: 5,
+            inputs: 9,
+            hidden: 100,
+            rows: 1280,
+        },
+    ] {
+        grid_bench(&mut g, report, &shape);
+    }
+    g.finish();
+}
+
+/// A data set's whole grid search as the uci study stacks it.
+struct GridShape {
+    name: &'static str,
+    splits: u64,
+    inputs: usize,
+    hidden: usize,
+    /// Training rows per split (one epoch is benched).
+    rows: i64,
+}
+
+/// One epoch of `shape`'s grid stack through libtorch's stacked trainer and the fused one, and
+/// their ratio.
+fn grid_bench(
+    g: &mut criterion::BenchmarkGroup<criterion::measurement::WallTime>,
+    report: &mut Report,
+    shape: &GridShape,
+) {
+    let opts = (Kind::Float, Device::Cpu);
+    let d = shape.inputs as i64;
+    let all: Vec<(Member, f64)> = (0..shape.splits).flat_map(grid).collect();
+    let sets: Vec<(Tensor, Tensor)> = (0..shape.splits)
+        .map(|s| {
+            let x = Tensor::randn([shape.rows, d], opts) * (1.0 + s as f64 * 0.01);
+            let y = x.sum_dim_intlist(1, true, Kind::Float).sin();
+            (x, y)
+        })
+        .collect();
     let (xs, ys): (Vec<Tensor>, Vec<Tensor>) = sets.into_iter().unzip();
     let members: Vec<Member> = all.iter().map(|m| m.0).collect();
-    let stack = StackedMlp::new(&spec(), &members);
-    let data = StackedData::new(&xs, &ys, (0..240).map(|m| m / 12).collect()).unwrap();
-    report.bench(
-        &mut g,
-        "stacked",
-        "stacked_240_nets_epoch",
-        Some(6.0 * macs * 240.0),
-        None,
-        || epoch(&all, &stack, &data),
-    );
+    let spec = shaped(shape.inputs, shape.hidden);
+    let data = StackedData::new(&xs, &ys, (0..all.len()).map(|m| m / 12).collect()).unwrap();
+    let macs = (shape.inputs * shape.hidden + shape.hidden) as f64 * shape.rows as f64;
+    let flop = Some(6.0 * macs * all.len() as f64);
+    let nets = all.len();
+    let torch_name = format!("{}_{nets}_nets_epoch", shape.name);
+    let fused_name = format!("{}_{nets}_nets_epoch_fused", shape.name);
+    let torch_stack = StackedMlp::new(&spec, &members);
+    report.bench(g, "stacked", &torch_name, flop, None, || {
+        epoch(&all, &torch_stack, &data)
+    });
+    let fused_stack = StackedMlp::new(&spec, &members);
+    report.bench(g, "stacked", &fused_name, flop, None, || {
+        train_fused(&fused_stack, &data, &epoch_spec(&all), &mut Silent).expect("training runs");
+    });
     report.ratio(
-        "stacked trainer speed-up, 240 nets (20 splits' grids) against 20 x the 12 one at a time",
-        "stacked/one_at_a_time_12_nets_epoch",
-        20.0,
-        "stacked/stacked_240_nets_epoch",
+        &format!(
+            "fused over libtorch stacked trainer, {} grid ({nets} nets)",
+            shape.name
+        ),
+        &format!("stacked/{torch_name}"),
+        1.0,
+        &format!("stacked/{fused_name}"),
     );
-    g.finish();
 }
