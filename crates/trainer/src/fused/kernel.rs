@@ -83,6 +83,17 @@ impl Scratch {
             bp,
         }
     }
+
+    /// Output unit c of the last [`forward`], for the batch's rows (`[k, bp]` row-major; the
+    /// first `rows` entries of each unit's row are the batch's).
+    pub fn output(&self) -> &[f32] {
+        &self.out
+    }
+
+    /// The padded batch width: the stride of [`Scratch::output`]'s rows.
+    pub fn stride(&self) -> usize {
+        self.bp
+    }
 }
 
 /// One member's batch: `rows` row indices into `x` (`[n, widths[0]]`) and `y` (`[n, k]`),
@@ -143,6 +154,104 @@ pub(super) fn loss_and_grad_body<const SIMD: bool>(
     s: &mut Scratch,
     grad: &mut [f32],
 ) -> f32 {
+    forward_body::<SIMD>(shape, params, batch, s);
+    let layers = shape.layers();
+    let w = &shape.widths;
+    let offsets = shape.offsets();
+    let len = batch.rows.len();
+    let bp = s.bp;
+    let k = w[layers];
+
+    // Loss and its gradient with respect to the output.
+    let inv_len = 1.0 / len as f32;
+    let mut loss = 0f32;
+    for c in 0..k {
+        let o = &s.out[c * bp..(c + 1) * bp];
+        let g = &mut s.dz[c * bp..(c + 1) * bp];
+        for (i, &r) in batch.rows.iter().enumerate() {
+            let e = o[i] - batch.y[r * k + c];
+            loss += e * e;
+            g[i] = e * inv_len;
+        }
+        g[len..].fill(0.0);
+    }
+
+    // Backward.
+    for l in (0..layers).rev() {
+        let (wo, bo) = offsets[l];
+        let (n_in, n_out) = (w[l], w[l + 1]);
+        let a = &s.acts[l];
+        let dz = &s.dz[..n_out * bp];
+        weight_grad::<SIMD>(a, n_in, dz, n_out, bp, &mut grad[wo..wo + n_in * n_out]);
+        for (c, g) in grad[bo..bo + n_out].iter_mut().enumerate() {
+            *g = lane_sum(&dz[c * bp..(c + 1) * bp]);
+        }
+        if l == 0 {
+            break;
+        }
+        let below = &mut s.dz_below[..n_in * bp];
+        coef_times::<SIMD>(
+            &params[wo..wo + n_in * n_out],
+            n_out,
+            1,
+            n_in,
+            n_out,
+            dz,
+            bp,
+            below,
+        );
+        // Through the mask and the ReLU: a > 0 exactly where the unit was active and kept,
+        // and there the mask is the kept value (libtorch: dh * mask, then zero where a <= 0).
+        let kept = batch.kept[l];
+        for j in 0..n_in {
+            let g = &mut below[j * bp..j * bp + len];
+            let act = &a[j * bp..j * bp + len];
+            match kept {
+                Some(k) => {
+                    for (g, &x) in g.iter_mut().zip(act) {
+                        *g = if x > 0.0 { *g * k } else { 0.0 };
+                    }
+                }
+                None => {
+                    for (g, &x) in g.iter_mut().zip(act) {
+                        *g = if x > 0.0 { *g } else { 0.0 };
+                    }
+                }
+            }
+            below[j * bp + len..(j + 1) * bp].fill(0.0);
+        }
+        std::mem::swap(&mut s.dz, &mut s.dz_below);
+    }
+    loss * 0.5 * inv_len
+}
+
+/// The net's output on `batch` (masks applied where `batch.masked` says) into the scratch's
+/// output, `[k, bp]` ([`Scratch::output`]); the dispatching entry, as [`loss_and_grad`].
+pub fn forward(shape: &Shape, params: &[f32], batch: Batch, scratch: &mut Scratch) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has the features this build of the body was compiled for.
+            #[allow(unsafe_code)]
+            unsafe {
+                forward_avx2(shape, params, batch, scratch);
+            }
+            return;
+        }
+    }
+    forward_body::<false>(shape, params, batch, scratch)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn forward_avx2(shape: &Shape, params: &[f32], batch: Batch, scratch: &mut Scratch) {
+    forward_body::<true>(shape, params, batch, scratch)
+}
+
+/// The forward half of [`loss_and_grad_body`]: every layer's input kept in the scratch.
+#[inline(always)]
+fn forward_body<const SIMD: bool>(shape: &Shape, params: &[f32], batch: Batch, s: &mut Scratch) {
     let layers = shape.layers();
     let w = &shape.widths;
     let offsets = shape.offsets();
@@ -151,7 +260,7 @@ pub(super) fn loss_and_grad_body<const SIMD: bool>(
     debug_assert!(len <= bp && len > 0);
 
     // Gather the batch transposed, the input mask applied (x * m, as the batched forward).
-    let (d, k) = (w[0], w[layers]);
+    let d = w[0];
     {
         let a0 = &mut s.acts[0];
         let mask = batch.masked[0].then_some(&s.masks[0]);
@@ -219,68 +328,6 @@ pub(super) fn loss_and_grad_body<const SIMD: bool>(
             row[len..].fill(0.0);
         }
     }
-
-    // Loss and its gradient with respect to the output.
-    let inv_len = 1.0 / len as f32;
-    let mut loss = 0f32;
-    for c in 0..k {
-        let o = &s.out[c * bp..(c + 1) * bp];
-        let g = &mut s.dz[c * bp..(c + 1) * bp];
-        for (i, &r) in batch.rows.iter().enumerate() {
-            let e = o[i] - batch.y[r * k + c];
-            loss += e * e;
-            g[i] = e * inv_len;
-        }
-        g[len..].fill(0.0);
-    }
-
-    // Backward.
-    for l in (0..layers).rev() {
-        let (wo, bo) = offsets[l];
-        let (n_in, n_out) = (w[l], w[l + 1]);
-        let a = &s.acts[l];
-        let dz = &s.dz[..n_out * bp];
-        weight_grad::<SIMD>(a, n_in, dz, n_out, bp, &mut grad[wo..wo + n_in * n_out]);
-        for (c, g) in grad[bo..bo + n_out].iter_mut().enumerate() {
-            *g = lane_sum(&dz[c * bp..(c + 1) * bp]);
-        }
-        if l == 0 {
-            break;
-        }
-        let below = &mut s.dz_below[..n_in * bp];
-        coef_times::<SIMD>(
-            &params[wo..wo + n_in * n_out],
-            n_out,
-            1,
-            n_in,
-            n_out,
-            dz,
-            bp,
-            below,
-        );
-        // Through the mask and the ReLU: a > 0 exactly where the unit was active and kept,
-        // and there the mask is the kept value (libtorch: dh * mask, then zero where a <= 0).
-        let kept = batch.kept[l];
-        for j in 0..n_in {
-            let g = &mut below[j * bp..j * bp + len];
-            let act = &a[j * bp..j * bp + len];
-            match kept {
-                Some(k) => {
-                    for (g, &x) in g.iter_mut().zip(act) {
-                        *g = if x > 0.0 { *g * k } else { 0.0 };
-                    }
-                }
-                None => {
-                    for (g, &x) in g.iter_mut().zip(act) {
-                        *g = if x > 0.0 { *g } else { 0.0 };
-                    }
-                }
-            }
-            below[j * bp + len..(j + 1) * bp].fill(0.0);
-        }
-        std::mem::swap(&mut s.dz, &mut s.dz_below);
-    }
-    loss * 0.5 * inv_len
 }
 
 /// `t[c, i] = m[i, c]` for `i < rows`, `c < width` (`m` `[rows, width]`, `t` `[width, bp]`),

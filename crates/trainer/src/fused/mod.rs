@@ -17,6 +17,7 @@
 //! stack trains bit for bit as it does alone, and results do not depend on the CPU.
 
 pub mod kernel;
+pub mod mc;
 
 use std::time::Instant;
 
@@ -33,21 +34,72 @@ use kernel::{AdamStep, Batch, Scratch, Shape};
 /// Most weight layers a fused stack may have.
 pub const MAX_LAYERS: usize = 16;
 
-/// Why the fused trainer cannot train this stack (None: it can).
-pub fn unsupported(model: &StackedMlp, data: &StackedData) -> Option<&'static str> {
+/// Why the fused path cannot run this stack (None: it can).
+pub fn unsupported_model(model: &StackedMlp) -> Option<&'static str> {
     if model.layers().len() > MAX_LAYERS {
         return Some("the fused trainer takes at most 16 weight layers");
     }
     if model.activation() != Activation::Relu {
         return Some("the fused trainer has ReLU hidden layers only");
     }
-    if data.x.device() != Device::Cpu || model.layers()[0].0.device() != Device::Cpu {
+    if model.layers()[0].0.device() != Device::Cpu {
+        return Some("the fused trainer runs on the CPU only");
+    }
+    None
+}
+
+/// Why the fused trainer cannot train this stack on this data (None: it can).
+pub fn unsupported(model: &StackedMlp, data: &StackedData) -> Option<&'static str> {
+    if let Some(why) = unsupported_model(model) {
+        return Some(why);
+    }
+    if data.x.device() != Device::Cpu {
         return Some("the fused trainer runs on the CPU only");
     }
     if data.x.kind() != Kind::Float || data.y.kind() != Kind::Float {
         return Some("the fused trainer takes f32 data only");
     }
     None
+}
+
+/// The shape of a stack's members.
+pub(crate) fn shape_of(model: &StackedMlp) -> Result<Shape, TrainError> {
+    if let Some(why) = unsupported_model(model) {
+        return Err(TrainError::Unsupported { why });
+    }
+    let s = model.spec();
+    Ok(Shape {
+        widths: std::iter::once(s.input_dim)
+            .chain(s.hidden.iter().copied())
+            .chain([s.output_dim])
+            .collect(),
+    })
+}
+
+/// Each member's flat parameters (per layer: weight `[in, out]`, then bias) from the stack's
+/// `[M, in, out]` and `[M, 1, out]` tensors.
+pub(crate) fn member_params(
+    model: &StackedMlp,
+    shape: &Shape,
+) -> Result<Vec<Vec<f32>>, TrainError> {
+    let mut layer_values = Vec::new();
+    for (w, b) in model.layers() {
+        layer_values.push((
+            values(w, "reading the stacked weights")?,
+            values(b, "reading the stacked biases")?,
+        ));
+    }
+    Ok((0..model.len())
+        .map(|i| {
+            let mut params = Vec::with_capacity(shape.parameters());
+            for (l, (w, b)) in layer_values.iter().enumerate() {
+                let (n_in, n_out) = (shape.widths[l], shape.widths[l + 1]);
+                params.extend_from_slice(&w[i * n_in * n_out..(i + 1) * n_in * n_out]);
+                params.extend_from_slice(&b[i * n_out..(i + 1) * n_out]);
+            }
+            params
+        })
+        .collect())
 }
 
 /// One member's state.
@@ -100,13 +152,7 @@ pub fn train_fused(
             what: "the number of epochs",
         });
     }
-    let s = model.spec();
-    let shape = Shape {
-        widths: std::iter::once(s.input_dim)
-            .chain(s.hidden.iter().copied())
-            .chain([s.output_dim])
-            .collect(),
-    };
+    let shape = shape_of(model)?;
     let (d, k) = (shape.widths[0], shape.widths[shape.layers()]);
     if data.x.size()[1] as usize != d || data.y.size()[1] as usize != k {
         return Err(TrainError::Shape {
@@ -117,37 +163,24 @@ pub fn train_fused(
     let x = values(&data.x, "reading the stacked inputs")?;
     let y = values(&data.y, "reading the stacked targets")?;
 
-    // Each member's flat parameters from the stack's [M, in, out] and [M, 1, out] tensors.
-    let mut layer_values = Vec::new();
-    for (w, b) in model.layers() {
-        layer_values.push((
-            values(w, "reading the stacked weights")?,
-            values(b, "reading the stacked biases")?,
-        ));
-    }
+    let initial = member_params(model, &shape)?;
     let n_params = shape.parameters();
     let rows = data.rows;
     let batch = spec.batch_size.clamp(1, rows);
-    let mut states: Vec<MemberState> = (0..m)
-        .map(|i| {
-            let mut params = Vec::with_capacity(n_params);
-            for (l, (w, b)) in layer_values.iter().enumerate() {
-                let (n_in, n_out) = (shape.widths[l], shape.widths[l + 1]);
-                params.extend_from_slice(&w[i * n_in * n_out..(i + 1) * n_in * n_out]);
-                params.extend_from_slice(&b[i * n_out..(i + 1) * n_out]);
-            }
-            MemberState {
-                params,
-                grad: vec![0.0; n_params],
-                m: vec![0.0; n_params],
-                v: vec![0.0; n_params],
-                decay: spec.weight_decay[i] as f32,
-                offset: data.member_set[i] * rows,
-                order: (0..rows as i64).collect(),
-                rng: SeededRng::new(spec.shuffle_seeds[i]),
-                rows: Vec::with_capacity(batch),
-                loss: 0.0,
-            }
+    let mut states: Vec<MemberState> = initial
+        .into_iter()
+        .enumerate()
+        .map(|(i, params)| MemberState {
+            params,
+            grad: vec![0.0; n_params],
+            m: vec![0.0; n_params],
+            v: vec![0.0; n_params],
+            decay: spec.weight_decay[i] as f32,
+            offset: data.member_set[i] * rows,
+            order: (0..rows as i64).collect(),
+            rng: SeededRng::new(spec.shuffle_seeds[i]),
+            rows: Vec::with_capacity(batch),
+            loss: 0.0,
         })
         .collect();
     // Each member's dropout layers, input first (None: no mask at that position).
