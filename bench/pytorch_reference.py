@@ -214,7 +214,53 @@ def workloads(t):
                 torch.stack([net_l(mc_images) for _ in range(50)])
 
         out.append((f"{label}/forward_t_loop_T50", 2.0 * LENET_MACS * 1000 * 50, None, lenet_loop))
+
+    # The UCI grid stacks (crates/trainer/benches/benchmarks/stacked.rs): every net's weights
+    # in [M, in, out] tensors, one epoch of shuffled batches of 128, input and hidden dropout,
+    # 0.5 MSE per net, Adam with each net's L2 decay on its weights.
+    for name, splits, d, hidden, rows in STACKED_GRIDS:
+        nets = 12 * splits
+        flop = 6.0 * (d * hidden + hidden) * rows * nets
+        out.append((f"stacked/{name}_{nets}_nets_epoch", flop, None, stacked_epoch(nets, d, hidden, rows)))
     return out
+
+
+# (name, splits, inputs, hidden units, training rows): Boston's and Protein's grid shapes.
+STACKED_GRIDS = [("boston", 20, 13, 50, 364), ("protein", 5, 9, 100, 1280)]
+
+
+def stacked_epoch(nets, d, hidden, rows):
+    """One epoch of a stack of `nets` one-hidden-layer nets, each on its own rows and order."""
+    torch.manual_seed(2)
+    x = torch.randn(nets, rows, d)
+    y = x.sum(2, keepdim=True).sin()
+    w1 = (torch.rand(nets, d, hidden) * 2 - 1) * (6.0 / (d + hidden)) ** 0.5
+    w2 = (torch.rand(nets, hidden, 1) * 2 - 1) * (6.0 / (hidden + 1)) ** 0.5
+    params = [w1.requires_grad_(), torch.zeros(nets, 1, hidden, requires_grad=True),
+              w2.requires_grad_(), torch.zeros(nets, 1, 1, requires_grad=True)]
+    p = torch.tensor([0.005, 0.01, 0.05, 0.1]).repeat_interleave(3).repeat(nets // 12).view(nets, 1, 1)
+    decay = torch.tensor([1e-6, 2e-6, 4e-6]).repeat(nets // 4).view(nets, 1, 1)
+    opt = torch.optim.Adam(params, lr=1e-3)
+
+    def epoch():
+        order = torch.argsort(torch.rand(nets, rows), dim=1)
+        for start in range(0, rows, 128):
+            idx = order[:, start:start + 128]
+            xb = torch.gather(x, 1, idx.unsqueeze(2).expand(-1, -1, d))
+            yb = torch.gather(y, 1, idx.unsqueeze(2))
+            keep = 1 - p
+            xb = xb * torch.bernoulli(keep.expand_as(xb)) / keep
+            h = torch.baddbmm(params[1], xb, params[0]).relu()
+            h = h * torch.bernoulli(keep.expand_as(h)) / keep
+            out = torch.baddbmm(params[3], h, params[2])
+            loss = 0.5 * (out - yb).square().mean(1).sum()
+            # L2 decay on the weights as a gradient term, as Keras' W_regularizer.
+            loss = loss + 0.5 * (decay * params[0].square()).sum() + 0.5 * (decay * params[2].square()).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    return epoch
 
 
 def serve(t):

@@ -202,3 +202,50 @@ fn uci_config_errors_name_the_key() {
     );
     assert_eq!(stderr.lines().count(), 1, "one clear error:\n{stderr}");
 }
+
+/// `uci.stack_trainer`: an unknown value, and `fused` where it cannot run, are located errors.
+#[test]
+fn stack_trainer_errors_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let quick = std::fs::read_to_string(quick_config()).unwrap();
+    for (extra, model, wanted) in [
+        ("stack_trainer: torch", "", "allowed: fused, libtorch"),
+        (
+            "stack_trainer: fused",
+            "  method: concrete_dropout\n",
+            "trains MC dropout only",
+        ),
+        (
+            "stack_trainer: fused",
+            "  activation: tanh\n",
+            "ReLU hidden layers only",
+        ),
+    ] {
+        let text = quick
+            .replace(
+                "  validation_samples: 200",
+                &format!("  validation_samples: 200\n  {extra}"),
+            )
+            .replace(
+                "  activation: relu\n",
+                if model.contains("activation") {
+                    ""
+                } else {
+                    "  activation: relu\n"
+                },
+            )
+            .replace("model:\n", &format!("model:\n{model}"));
+        let cfg = common::write(dir.path(), "bad_stack.yaml", &text);
+        let out = Command::new(env!("CARGO_BIN_EXE_mcd"))
+            .args(["check", cfg.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra} {model}: {stderr}");
+        assert!(
+            stderr.contains("uci.stack_trainer") && stderr.contains(wanted),
+            "{stderr}"
+        );
+        assert!(stderr.contains("bad_stack.yaml:"), "located: {stderr}");
+    }
+}

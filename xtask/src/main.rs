@@ -381,7 +381,9 @@ fn compare_report(rust: &[BenchRow], torch: &[BenchRow]) -> String {
          |---|---:|---:|---:|---:|---:|\n",
     );
     for r in rust {
-        let Some(t) = torch.iter().find(|t| t.name == r.name) else {
+        // A fused variant (`..._fused`) is compared with PyTorch's row of the plain workload.
+        let plain = r.name.strip_suffix("_fused").unwrap_or(&r.name);
+        let Some(t) = torch.iter().find(|t| t.name == plain) else {
             s += &format!("| {} | {} | - | - | {} | - |\n", r.name, ms(r), gf(r));
             continue;
         };

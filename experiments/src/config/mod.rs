@@ -31,7 +31,9 @@ pub use concrete_synthetic::ConcreteSyntheticConfig;
 pub use mnist::MnistConfig;
 pub use raw::StudyKind;
 use raw::{RawBatch, RawRun, RawSchedule, RawVariant};
-pub use uci::{UciConfig, UciSets, MAX_SPLITS, OWN_TABLE_DROPOUT_RATES, OWN_TABLE_HIDDEN};
+pub use uci::{
+    StackTrainer, UciConfig, UciSets, MAX_SPLITS, OWN_TABLE_DROPOUT_RATES, OWN_TABLE_HIDDEN,
+};
 
 /// One config error: where (file, line, column), which key, what was wrong and what is allowed.
 #[derive(Debug, Clone, PartialEq)]

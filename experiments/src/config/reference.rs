@@ -195,6 +195,8 @@ pub const KEYS: &[KeyDoc] = &[
         "The grid of tau."),
     key!("uci.splits_per_stack", "integer", "20", ">= 1", &[Uci], "5",
         "Splits trained together as one stacked model (each with its whole grid); a stack's splits are saved when it finishes."),
+    key!("uci.stack_trainer", "`fused` or `libtorch`", "`fused` for MC dropout with ReLU, else `libtorch`", "`fused` (MC dropout, ReLU), `libtorch`", &[Uci], "libtorch",
+        "Trainer and MC evaluation of MC dropout's stacked nets: `fused` runs each net's step as plain loops (AVX2 where the CPU has it), `libtorch` as batched libtorch ops. Same protocol and masks; they agree to rounding, and each has its own resume key."),
     key!("concrete_synthetic", "section", "every key's default", "", &[ConcreteSynthetic], "{sizes: [10, 100], repeats: 1}",
         "Concrete dropout's synthetic study: y = 2 x + 8 + e, x and e ~ N(0, 1), drawn from `seed`; one net per (N, repetition)."),
     key!("concrete_synthetic.sizes", "list of integers", "[10, 25, 50, 100, 1000, 10000] (the authors')", "2 <= N <= 1,000,000, strictly increasing", &[ConcreteSynthetic], "[10, 100]",

@@ -52,6 +52,9 @@ pub struct RawUci {
     /// Splits trained together in one stacked model (each with its whole grid).
     #[serde(default = "default_splits_per_stack")]
     pub splits_per_stack: i64,
+    /// `fused` or `libtorch`: which trainer runs MC dropout's stacks.
+    #[serde(default)]
+    pub stack_trainer: Option<String>,
 }
 
 fn default_validation_samples() -> i64 {
@@ -89,6 +92,17 @@ pub struct UciConfig {
     /// Concrete dropout's mask temperature (`model.temperature`; read only with
     /// `model.method: concrete_dropout`).
     pub temperature: f64,
+    /// The trainer and MC evaluation of MC dropout's stacks.
+    pub stack_trainer: StackTrainer,
+}
+
+/// How MC dropout's stacked nets are trained and evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StackTrainer {
+    /// `mcd_trainer::fused`: each member's step as plain loops (MC dropout with ReLU only).
+    Fused,
+    /// libtorch's batched ops (`mcd_trainer::stacked`); every method.
+    Libtorch,
 }
 
 /// The data sets of a uci run.
@@ -228,7 +242,41 @@ pub(crate) fn check(
             }
         }
     }
-    let config = check_uci(
+    let relu = raw
+        .model
+        .activation
+        .is_none_or(|a| a == super::raw::RawActivation::Relu);
+    let stack_trainer = match c.stack_trainer.as_deref() {
+        None if method == "mc_dropout" && relu => StackTrainer::Fused,
+        None | Some("libtorch") => StackTrainer::Libtorch,
+        Some("fused") if method != "mc_dropout" => {
+            return Err(src.error(
+                "uci.stack_trainer",
+                format!(
+                    "`fused` trains MC dropout only, not `model.method: {method}`; use `libtorch` \
+                     or remove this key"
+                ),
+                origin("uci.stack_trainer"),
+            ))
+        }
+        Some("fused") if !relu => {
+            return Err(src.error(
+                "uci.stack_trainer",
+                "`fused` has ReLU hidden layers only (model.activation: relu); use `libtorch` \
+                 or remove this key",
+                origin("uci.stack_trainer"),
+            ))
+        }
+        Some("fused") => StackTrainer::Fused,
+        Some(other) => {
+            return Err(src.error(
+                "uci.stack_trainer",
+                format!("unknown stack trainer `{other}`; allowed: fused, libtorch"),
+                origin("uci.stack_trainer"),
+            ))
+        }
+    };
+    let mut config = check_uci(
         src,
         c,
         samples,
@@ -237,6 +285,7 @@ pub(crate) fn check(
         origin,
         training,
     )?;
+    config.stack_trainer = stack_trainer;
     Ok(StudyConfig::Uci(config))
 }
 
@@ -508,5 +557,7 @@ fn finish_uci(
         length_scale: training.length_scale,
         fixed_tau: training.fixed_tau,
         temperature: training.temperature,
+        // Set by `check`, which knows the method and activation.
+        stack_trainer: StackTrainer::Libtorch,
     })
 }

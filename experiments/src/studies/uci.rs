@@ -34,7 +34,8 @@ use crate::cache::{DataFingerprint, Key, SCHEMA};
 use crate::config::raw::{RawArch, RawRun};
 use crate::config::{
     Checker, ConfigError, DataSource, Experiment, Regularisation, RegularisationRule, Rules,
-    RunConfig, StudyConfig, StudyKind, TrainSettings, UciConfig, UciSets, OWN_TABLE_HIDDEN,
+    RunConfig, StackTrainer, StudyConfig, StudyKind, TrainSettings, UciConfig, UciSets,
+    OWN_TABLE_HIDDEN,
 };
 use crate::curves::Curve;
 use crate::output::OutputDir;
@@ -64,6 +65,10 @@ struct Protocol {
     validation_samples: usize,
     test_samples: usize,
     budget_bytes: usize,
+    /// MC dropout's stacks through `mcd_trainer::fused` (absent from the key when false, so
+    /// the keys of libtorch-trained results did not change when it came).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    fused: bool,
     #[serde(skip)]
     seed: u64,
 }
@@ -555,6 +560,9 @@ fn protocol(run: &RunConfig, cfg: &UciConfig, ds: &UciDataset) -> Result<Protoco
         validation_samples: cfg.validation_samples,
         test_samples: cfg.test_samples,
         budget_bytes: run.predict.memory_budget_bytes,
+        // The other methods' stacks train through their own objectives (libtorch).
+        fused: cfg.stack_trainer == StackTrainer::Fused
+            && methods::Other::of(run.model.method, cfg).is_none(),
         seed: run.seed,
     })
 }
@@ -874,8 +882,12 @@ fn train(
     let mut sink = ctx
         .display
         .sink(&format!("{label} ({} nets)", members.len()));
-    let report = train_stacked(&stack, &data, &spec, sink.as_mut())
-        .with_context(|| format!("training {label}"))?;
+    let report = if proto.fused {
+        mcd_trainer::fused::train_fused(&stack, &data, &spec, sink.as_mut())
+    } else {
+        train_stacked(&stack, &data, &spec, sink.as_mut())
+    }
+    .with_context(|| format!("training {label}"))?;
     Ok((stack, report))
 }
 
@@ -939,6 +951,13 @@ fn evaluate(
         .zip(taus)
         .map(|(y, &t)| McStream::new(y.clone(), t))
         .collect::<Result<Vec<_>, _>>()?;
+    if proto.fused {
+        let scales: Vec<(f64, f64)> = member_set
+            .iter()
+            .map(|&s| (sets[s].y_std, sets[s].y_mean))
+            .collect();
+        return evaluate_fused(stack, &x, streams, &scales, passes);
+    }
     let to_vec = |t: Tensor| -> Result<Vec<f64>> {
         Ok(Vec::<f64>::try_from(
             t.to_device(Device::Cpu).contiguous().view([-1]),
@@ -956,6 +975,69 @@ fn evaluate(
         .into_iter()
         .enumerate()
         .map(|(i, s)| (s, standard[i * n..(i + 1) * n].to_vec()))
+        .collect())
+}
+
+/// [`evaluate`] through `mcd_trainer::fused`: each member's passes reduced on its own thread
+/// into its stream, straight from the fused forward's chunks. `scales` are each member's
+/// (y_std, y_mean).
+fn evaluate_fused(
+    stack: &StackedMlp,
+    x: &Tensor,
+    streams: Vec<McStream>,
+    scales: &[(f64, f64)],
+    passes: usize,
+) -> Result<Vec<(McStream, Vec<f64>)>> {
+    use mcd_trainer::fused::mc::{mc_passes, standard, McChunk, McError};
+    let n = x.size()[1] as usize;
+    let xv = to_vec_f32(&x.to_device(Device::Cpu)).context("reading the test inputs")?;
+    let mut states: Vec<(McStream, (f64, f64))> =
+        streams.into_iter().zip(scales.iter().copied()).collect();
+    let reduce =
+        |state: &mut (McStream, (f64, f64)), c: McChunk| -> Result<(), mcd_evaluation::EvalError> {
+            let (stream, (sd, mean)) = state;
+            let tau = stream.tau();
+            let mut means = vec![0f64; c.rows];
+            let mut m2 = vec![0f64; c.rows];
+            let mut lse = vec![0f64; c.rows];
+            let targets = &stream.targets()[c.row0..c.row0 + c.rows];
+            let value = |t: usize, i: usize| f64::from(c.values[t * c.rows + i]) * *sd + *mean;
+            for i in 0..c.rows {
+                let mu = (0..c.passes).map(|t| value(t, i)).sum::<f64>() / c.passes as f64;
+                means[i] = mu;
+                m2[i] = (0..c.passes).map(|t| (value(t, i) - mu).powi(2)).sum();
+                let y = targets[i];
+                let top = (0..c.passes)
+                    .map(|t| -0.5 * tau * (y - value(t, i)).powi(2))
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let sum: f64 = (0..c.passes)
+                    .map(|t| (-0.5 * tau * (y - value(t, i)).powi(2) - top).exp())
+                    .sum();
+                lse[i] = top + sum.ln();
+            }
+            stream.merge(ChunkSummary {
+                passes: c.passes,
+                offset: c.row0,
+                mean: &means,
+                m2: &m2,
+                lse: &lse,
+            })
+        };
+    mc_passes(stack, &xv, n, passes, &mut states, &reduce).map_err(|e| match e {
+        McError::Caller(e) => anyhow::Error::from(e),
+        McError::Train(e) => anyhow::Error::from(e),
+    })?;
+    let plain = standard(stack, &xv, n)?;
+    Ok(states
+        .into_iter()
+        .enumerate()
+        .map(|(i, (stream, (sd, mean)))| {
+            let standard = plain[i * n..(i + 1) * n]
+                .iter()
+                .map(|&v| f64::from(v) * sd + mean)
+                .collect();
+            (stream, standard)
+        })
         .collect())
 }
 
