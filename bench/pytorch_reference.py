@@ -218,19 +218,21 @@ def workloads(t):
     # The UCI grid stacks (crates/trainer/benches/benchmarks/stacked.rs): every net's weights
     # in [M, in, out] tensors, one epoch of shuffled batches of 128, input and hidden dropout,
     # 0.5 MSE per net, Adam with each net's L2 decay on its weights.
-    for name, splits, d, hidden, rows in STACKED_GRIDS:
+    for name, splits, d, hidden, rows, epochs in STACKED_GRIDS:
         nets = 12 * splits
-        flop = 6.0 * (d * hidden + hidden) * rows * nets
-        out.append((f"stacked/{name}_{nets}_nets_epoch", flop, None, stacked_epoch(nets, d, hidden, rows)))
+        flop = 6.0 * (d * hidden + hidden) * rows * nets * epochs
+        out.append(
+            (f"stacked/{name}_{nets}_nets_{epochs}_epochs", flop, None, stacked_epochs(nets, d, hidden, rows, epochs))
+        )
     return out
 
 
-# (name, splits, inputs, hidden units, training rows): Boston's and Protein's grid shapes.
-STACKED_GRIDS = [("boston", 20, 13, 50, 364), ("protein", 5, 9, 100, 1280)]
+# (name, splits, inputs, hidden units, training rows, epochs): Boston's and Protein's grid shapes.
+STACKED_GRIDS = [("boston", 20, 13, 50, 364, 20), ("protein", 5, 9, 100, 1280, 3)]
 
 
-def stacked_epoch(nets, d, hidden, rows):
-    """One epoch of a stack of `nets` one-hidden-layer nets, each on its own rows and order."""
+def stacked_epochs(nets, d, hidden, rows, epochs):
+    """`epochs` epochs of a stack of `nets` one-hidden-layer nets, each on its own rows and order."""
     torch.manual_seed(2)
     x = torch.randn(nets, rows, d)
     y = x.sum(2, keepdim=True).sin()
@@ -241,6 +243,10 @@ def stacked_epoch(nets, d, hidden, rows):
     p = torch.tensor([0.005, 0.01, 0.05, 0.1]).repeat_interleave(3).repeat(nets // 12).view(nets, 1, 1)
     decay = torch.tensor([1e-6, 2e-6, 4e-6]).repeat(nets // 4).view(nets, 1, 1)
     opt = torch.optim.Adam(params, lr=1e-3)
+
+    def run():
+        for _ in range(epochs):
+            epoch()
 
     def epoch():
         order = torch.argsort(torch.rand(nets, rows), dim=1)
@@ -260,7 +266,7 @@ def stacked_epoch(nets, d, hidden, rows):
             loss.backward()
             opt.step()
 
-    return epoch
+    return run
 
 
 def serve(t):

@@ -180,6 +180,28 @@ fn quick_config_end_to_end_then_resume() {
             "{key}: {a} then {b}"
         );
     }
+
+    // libtorch's stacked trainer is another protocol (the default is the fused one): it starts
+    // afresh under its own key, and lands on the same numbers to rounding.
+    let torch = run(&results, &["--set", "uci.stack_trainer=libtorch"]);
+    let log = String::from_utf8_lossy(&torch.stderr);
+    assert!(log.contains("yacht: 2 splits (0 already done"), "{log}");
+    let files = split_files(&results);
+    assert_eq!(files.len(), 8, "{files:?}");
+    let twins: Vec<&PathBuf> = files
+        .iter()
+        .filter(|(set, f)| set == "yacht" && f.ends_with("split_01.json"))
+        .map(|(_, f)| f)
+        .collect();
+    assert_eq!(twins.len(), 2);
+    let (a, b) = (json(twins[0]), json(twins[1]));
+    for key in ["test_rmse", "test_ll"] {
+        let (a, b) = (a[key].as_f64().unwrap(), b[key].as_f64().unwrap());
+        assert!(
+            (a - b).abs() <= 0.02 * a.abs(),
+            "{key}: fused and libtorch {a} / {b}"
+        );
+    }
 }
 
 #[test]

@@ -915,6 +915,7 @@ mod tests {
             validation_samples: 4,
             test_samples: 4,
             budget_bytes: 1 << 20,
+            fused: false,
             seed: 3,
         }
     }
