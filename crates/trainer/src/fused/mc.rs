@@ -182,12 +182,12 @@ fn check_inputs(shape: &Shape, m: usize, x: &[f32], n: usize) -> Result<(), Trai
     Ok(())
 }
 
+/// What a worker does with its contiguous group of members (the first one's index, the group).
+type Work<'a, T, E> = dyn Fn(usize, &mut [T]) -> Result<(), E> + Sync + 'a;
+
 /// Runs `work(first_member, members)` on contiguous groups of `items`, one per thread of the
 /// run (`tch::get_num_threads`); the first error in member order wins.
-fn on_workers<T: Send, E: Send>(
-    items: &mut [T],
-    work: &(dyn Fn(usize, &mut [T]) -> Result<(), E> + Sync),
-) -> Result<(), E> {
+fn on_workers<T: Send, E: Send>(items: &mut [T], work: &Work<'_, T, E>) -> Result<(), E> {
     let threads = usize::try_from(tch::get_num_threads())
         .unwrap_or(1)
         .clamp(1, items.len().max(1));
