@@ -241,7 +241,7 @@ def stacked_epochs(nets, d, hidden, rows, epochs):
     params = [w1.requires_grad_(), torch.zeros(nets, 1, hidden, requires_grad=True),
               w2.requires_grad_(), torch.zeros(nets, 1, 1, requires_grad=True)]
     p = torch.tensor([0.005, 0.01, 0.05, 0.1]).repeat_interleave(3).repeat(nets // 12).view(nets, 1, 1)
-    decay = torch.tensor([1e-6, 2e-6, 4e-6]).repeat(nets // 4).view(nets, 1, 1)
+    decay = torch.tensor([1e-6, 2e-6, 4e-6]).repeat(nets // 3).view(nets, 1, 1)
     opt = torch.optim.Adam(params, lr=1e-3)
 
     def run():
