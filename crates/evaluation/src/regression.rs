@@ -366,10 +366,35 @@ impl McStream {
 
     /// Adds raw passes: `chunk` in the net's units, mapped to original units by `scale`.
     pub fn update(&mut self, chunk: &SampleMatrix, scale: Affine) -> Result<(), EvalError> {
+        same_len(
+            "McStream::update",
+            "samples (N)",
+            chunk.n(),
+            "targets",
+            self.targets.len(),
+        )?;
+        self.update_at(0, chunk, scale)
+    }
+
+    /// [`McStream::update`] for a chunk that covers points `offset..offset + chunk.n()`.
+    pub fn update_at(
+        &mut self,
+        offset: usize,
+        chunk: &SampleMatrix,
+        scale: Affine,
+    ) -> Result<(), EvalError> {
         const OP: &str = "McStream::update";
         scale.validate(OP)?;
-        same_len(OP, "samples (N)", chunk.n(), "targets", self.targets.len())?;
         let (t, n) = (chunk.t(), chunk.n());
+        if offset + n > self.targets.len() {
+            return Err(EvalError::LengthMismatch {
+                op: OP,
+                left: "chunk offset + length",
+                left_len: offset + n,
+                right: "targets",
+                right_len: self.targets.len(),
+            });
+        }
         let mut mean = vec![0.0; n];
         let mut m2 = vec![0.0; n];
         let mut lse = vec![0.0; n];
@@ -379,14 +404,14 @@ impl McStream {
             mean[i] = ys.iter().sum::<f64>() / t as f64;
             m2[i] = ys.iter().map(|y| (y - mean[i]) * (y - mean[i])).sum();
             for (term, y) in terms.iter_mut().zip(&ys) {
-                let d = self.targets[i] - y;
+                let d = self.targets[offset + i] - y;
                 *term = -0.5 * self.tau * d * d;
             }
             lse[i] = logsumexp(&terms);
         }
         self.merge(ChunkSummary {
             passes: t,
-            offset: 0,
+            offset,
             mean: &mean,
             m2: &m2,
             lse: &lse,
@@ -813,6 +838,21 @@ mod tests {
                 .unwrap();
         }
         assert!(by_rows.passes() == t);
+        // `update_at` adds a row range's raw passes: the same as reducing them apart and merging.
+        let mut at = McStream::new(s.targets().to_vec(), tau_orig).unwrap();
+        for (lo, hi) in [(0usize, 2usize), (2, 5)] {
+            let cols: Vec<f32> = (0..t)
+                .flat_map(|p| data[p * n + lo..p * n + hi].to_vec())
+                .collect();
+            at.update_at(lo, &SampleMatrix::new(&cols, t, hi - lo).unwrap(), a)
+                .unwrap();
+        }
+        assert_eq!(
+            (&at.mean, &at.m2, &at.lse),
+            (&by_rows.mean, &by_rows.m2, &by_rows.lse)
+        );
+        let past_end = SampleMatrix::new(&data[..2 * n], 2, n).unwrap();
+        assert!(at.update_at(1, &past_end, a).is_err());
         let ll_rows = by_rows.log_likelihood().unwrap();
         let got = s.log_likelihood().unwrap();
         for i in 0..n {

@@ -164,19 +164,7 @@ pub fn train_stacked_with(
     progress: &mut dyn ProgressSink,
 ) -> Result<TrainReport, TrainError> {
     let m = model.len();
-    if data.member_set.len() != m || spec.weight_decay.len() != m || spec.shuffle_seeds.len() != m {
-        return Err(TrainError::Members {
-            model: m,
-            sets: data.member_set.len(),
-            decays: spec.weight_decay.len(),
-            seeds: spec.shuffle_seeds.len(),
-        });
-    }
-    if spec.epochs == 0 {
-        return Err(TrainError::NothingToTrain {
-            what: "the number of epochs",
-        });
-    }
+    spec.check(m, data)?;
     let rows = data.rows;
     let batch = spec.batch_size.clamp(1, rows);
     let steps_per_epoch = rows.div_ceil(batch);
@@ -195,8 +183,7 @@ pub fn train_stacked_with(
     let mut idx = Vec::with_capacity(m * batch);
 
     let started = Instant::now();
-    let mut losses = Vec::new();
-    let mut member_losses: Vec<Vec<f64>> = vec![Vec::new(); m];
+    let mut log = LossLog::new(m);
     let mut tracked: Vec<(String, Vec<f64>)> = Vec::new();
     progress.start(total);
     let mut it = 0;
@@ -242,20 +229,7 @@ pub fn train_stacked_with(
                         op: "reading the member losses",
                         source,
                     })?;
-                if let Some((member, &loss)) = per.iter().enumerate().find(|(_, l)| !l.is_finite())
-                {
-                    return Err(TrainError::MemberDiverged {
-                        member,
-                        iteration: it,
-                        loss: loss.into(),
-                    });
-                }
-                let mean = per.iter().map(|&l| f64::from(l)).sum::<f64>() / m as f64;
-                for (series, &l) in member_losses.iter_mut().zip(&per) {
-                    series.push(f64::from(l));
-                }
-                losses.push((it, mean));
-                progress.step(it, mean, spec.lr);
+                log.record(it, &per, spec.lr, progress)?;
             }
             it += 1;
         }
@@ -263,11 +237,75 @@ pub fn train_stacked_with(
     progress.finish();
     Ok(TrainReport {
         iterations: total,
-        losses,
+        losses: log.losses,
         tracked,
-        member_losses,
+        member_losses: log.member_losses,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+impl StackedSpec {
+    /// Refuses a spec whose per-member settings or data-set indices do not match the `m`
+    /// members of a stack, or that trains for no epoch (both stacked trainers check this).
+    pub(crate) fn check(&self, m: usize, data: &StackedData) -> Result<(), TrainError> {
+        if data.member_set.len() != m
+            || self.weight_decay.len() != m
+            || self.shuffle_seeds.len() != m
+        {
+            return Err(TrainError::Members {
+                model: m,
+                sets: data.member_set.len(),
+                decays: self.weight_decay.len(),
+                seeds: self.shuffle_seeds.len(),
+            });
+        }
+        if self.epochs == 0 {
+            return Err(TrainError::NothingToTrain {
+                what: "the number of epochs",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The losses a stacked trainer reports: each member's at every report point, and their mean.
+pub(crate) struct LossLog {
+    pub(crate) losses: Vec<(usize, f64)>,
+    pub(crate) member_losses: Vec<Vec<f64>>,
+}
+
+impl LossLog {
+    pub(crate) fn new(members: usize) -> Self {
+        Self {
+            losses: Vec::new(),
+            member_losses: vec![Vec::new(); members],
+        }
+    }
+
+    /// Records step `it`'s per-member losses and reports their mean; a member's non-finite
+    /// loss is [`TrainError::MemberDiverged`].
+    pub(crate) fn record(
+        &mut self,
+        it: usize,
+        per: &[f32],
+        lr: f64,
+        progress: &mut dyn ProgressSink,
+    ) -> Result<(), TrainError> {
+        if let Some((member, &loss)) = per.iter().enumerate().find(|(_, l)| !l.is_finite()) {
+            return Err(TrainError::MemberDiverged {
+                member,
+                iteration: it,
+                loss: loss.into(),
+            });
+        }
+        let mean = per.iter().map(|&l| f64::from(l)).sum::<f64>() / per.len() as f64;
+        for (series, &l) in self.member_losses.iter_mut().zip(per) {
+            series.push(f64::from(l));
+        }
+        self.losses.push((it, mean));
+        progress.step(it, mean, lr);
+        Ok(())
+    }
 }
 
 /// Adam over stacked parameters with a per-member weight decay (PyTorch's update rule).

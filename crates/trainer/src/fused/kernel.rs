@@ -108,6 +108,12 @@ pub struct Batch<'a> {
     pub kept: &'a [Option<f32>],
 }
 
+/// Whether this CPU runs the AVX2 + FMA build of the body.
+#[cfg(target_arch = "x86_64")]
+fn avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
 /// The per-member loss `0.5 * mean over rows of the summed squared error` of `batch` and its
 /// gradient with respect to `params`, written into `grad` (overwritten). The dispatching entry.
 pub fn loss_and_grad(
@@ -119,8 +125,7 @@ pub fn loss_and_grad(
 ) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if avx2_fma() {
             // SAFETY: the CPU has the features this build of the body was compiled for.
             #[allow(unsafe_code)]
             unsafe {
@@ -230,8 +235,7 @@ pub(super) fn loss_and_grad_body<const SIMD: bool>(
 pub fn forward(shape: &Shape, params: &[f32], batch: Batch, scratch: &mut Scratch) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if avx2_fma() {
             // SAFETY: the CPU has the features this build of the body was compiled for.
             #[allow(unsafe_code)]
             unsafe {

@@ -7,7 +7,7 @@ use mcd_models::dropout::Dropout;
 use mcd_models::stacked::{StackedMlp, MC_ROWS};
 
 use super::kernel::{self, Batch, Scratch, Shape};
-use super::{member_params, shape_of, MAX_LAYERS};
+use super::{member_params, shape_of, workers, MAX_LAYERS};
 use crate::TrainError;
 
 /// Passes per chunk handed to the caller (fixed, so the chunking depends on nothing else).
@@ -188,9 +188,7 @@ type Work<'a, T, E> = dyn Fn(usize, &mut [T]) -> Result<(), E> + Sync + 'a;
 /// Runs `work(first_member, members)` on contiguous groups of `items`, one per thread of the
 /// run (`tch::get_num_threads`); the first error in member order wins.
 fn on_workers<T: Send, E: Send>(items: &mut [T], work: &Work<'_, T, E>) -> Result<(), E> {
-    let threads = usize::try_from(tch::get_num_threads())
-        .unwrap_or(1)
-        .clamp(1, items.len().max(1));
+    let threads = workers(items.len());
     if threads == 1 {
         return work(0, items);
     }

@@ -27,7 +27,7 @@ use mcd_models::rng::SeededRng;
 use mcd_models::stacked::StackedMlp;
 use tch::{Device, Kind, Tensor};
 
-use crate::stacked::{StackedData, StackedSpec};
+use crate::stacked::{LossLog, StackedData, StackedSpec};
 use crate::{ProgressSink, TrainError, TrainReport};
 use kernel::{AdamStep, Batch, Scratch, Shape};
 
@@ -60,6 +60,14 @@ pub fn unsupported(model: &StackedMlp, data: &StackedData) -> Option<&'static st
         return Some("the fused trainer takes f32 data only");
     }
     None
+}
+
+/// Worker threads for `members` members: the run's CPU share (`tch::set_num_threads`), at
+/// most one per member.
+pub(crate) fn workers(members: usize) -> usize {
+    usize::try_from(tch::get_num_threads())
+        .unwrap_or(1)
+        .clamp(1, members.max(1))
 }
 
 /// The shape of a stack's members.
@@ -165,19 +173,7 @@ pub fn train_fused(
         return Err(TrainError::Unsupported { why });
     }
     let m = model.len();
-    if data.member_set.len() != m || spec.weight_decay.len() != m || spec.shuffle_seeds.len() != m {
-        return Err(TrainError::Members {
-            model: m,
-            sets: data.member_set.len(),
-            decays: spec.weight_decay.len(),
-            seeds: spec.shuffle_seeds.len(),
-        });
-    }
-    if spec.epochs == 0 {
-        return Err(TrainError::NothingToTrain {
-            what: "the number of epochs",
-        });
-    }
+    spec.check(m, data)?;
     let shape = shape_of(model)?;
     let (d, k) = (shape.widths[0], shape.widths[shape.layers()]);
     if data.x.size()[1] as usize != d || data.y.size()[1] as usize != k {
@@ -216,17 +212,14 @@ pub fn train_fused(
         .collect();
     let offsets = shape.offsets();
 
-    let threads = usize::try_from(tch::get_num_threads())
-        .unwrap_or(1)
-        .clamp(1, m);
+    let threads = workers(m);
     let per_worker = m.div_ceil(threads);
     let mut scratches: Vec<Scratch> = (0..threads).map(|_| Scratch::new(&shape, batch)).collect();
 
     let steps_per_epoch = rows.div_ceil(batch);
     let total = spec.epochs * steps_per_epoch;
     let started = Instant::now();
-    let mut losses = Vec::new();
-    let mut member_losses: Vec<Vec<f64>> = vec![Vec::new(); m];
+    let mut log = LossLog::new(m);
     progress.start(total);
     let mut it = 0;
     for _epoch in 0..spec.epochs {
@@ -300,23 +293,8 @@ pub fn train_fused(
 
             let last = it + 1 == total;
             if it.is_multiple_of(spec.log_every.max(1)) || last {
-                if let Some((member, st)) = states
-                    .iter()
-                    .enumerate()
-                    .find(|(_, st)| !st.loss.is_finite())
-                {
-                    return Err(TrainError::MemberDiverged {
-                        member,
-                        iteration: it,
-                        loss: st.loss.into(),
-                    });
-                }
-                let mean = states.iter().map(|st| f64::from(st.loss)).sum::<f64>() / m as f64;
-                for (series, st) in member_losses.iter_mut().zip(&states) {
-                    series.push(f64::from(st.loss));
-                }
-                losses.push((it, mean));
-                progress.step(it, mean, spec.lr);
+                let per: Vec<f32> = states.iter().map(|st| st.loss).collect();
+                log.record(it, &per, spec.lr, progress)?;
             }
             it += 1;
         }
@@ -341,9 +319,9 @@ pub fn train_fused(
     })?;
     Ok(TrainReport {
         iterations: total,
-        losses,
+        losses: log.losses,
         tracked: Vec::new(),
-        member_losses,
+        member_losses: log.member_losses,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -3,7 +3,8 @@
 
 use anyhow::{Context as _, Result};
 use mcd_datasets::uci::UciSplit;
-use mcd_evaluation::regression::{ChunkSummary, McStream};
+use mcd_evaluation::regression::{Affine, ChunkSummary, McStream};
+use mcd_evaluation::{EvalError, SampleMatrix};
 use mcd_models::mc::to_vec_f32;
 use mcd_models::rng::splitmix64;
 use mcd_models::stacked::StackedMlp;
@@ -113,36 +114,11 @@ fn evaluate_fused(
     let xv = to_vec_f32(&x.to_device(Device::Cpu)).context("reading the test inputs")?;
     let mut states: Vec<(McStream, (f64, f64))> =
         streams.into_iter().zip(scales.iter().copied()).collect();
-    let reduce =
-        |state: &mut (McStream, (f64, f64)), c: McChunk| -> Result<(), mcd_evaluation::EvalError> {
-            let (stream, (sd, mean)) = state;
-            let tau = stream.tau();
-            let mut means = vec![0f64; c.rows];
-            let mut m2 = vec![0f64; c.rows];
-            let mut lse = vec![0f64; c.rows];
-            let targets = &stream.targets()[c.row0..c.row0 + c.rows];
-            let value = |t: usize, i: usize| f64::from(c.values[t * c.rows + i]) * *sd + *mean;
-            for i in 0..c.rows {
-                let mu = (0..c.passes).map(|t| value(t, i)).sum::<f64>() / c.passes as f64;
-                means[i] = mu;
-                m2[i] = (0..c.passes).map(|t| (value(t, i) - mu).powi(2)).sum();
-                let y = targets[i];
-                let top = (0..c.passes)
-                    .map(|t| -0.5 * tau * (y - value(t, i)).powi(2))
-                    .fold(f64::NEG_INFINITY, f64::max);
-                let sum: f64 = (0..c.passes)
-                    .map(|t| (-0.5 * tau * (y - value(t, i)).powi(2) - top).exp())
-                    .sum();
-                lse[i] = top + sum.ln();
-            }
-            stream.merge(ChunkSummary {
-                passes: c.passes,
-                offset: c.row0,
-                mean: &means,
-                m2: &m2,
-                lse: &lse,
-            })
-        };
+    let reduce = |state: &mut (McStream, (f64, f64)), c: McChunk| -> Result<(), EvalError> {
+        let (stream, (sd, mean)) = state;
+        let chunk = SampleMatrix::new(c.values, c.passes, c.rows)?;
+        stream.update_at(c.row0, &chunk, Affine::new(*mean, *sd)?)
+    };
     mc_passes(stack, &xv, n, passes, &mut states, &reduce).map_err(|e| match e {
         McError::Caller(e) => anyhow::Error::from(e),
         McError::Train(e) => anyhow::Error::from(e),
