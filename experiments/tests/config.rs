@@ -397,6 +397,39 @@ fn first_layer_slope_and_fit_window_are_checked_and_uci_refuses_the_slope() {
 }
 
 #[test]
+fn co2_report_defaults_to_the_paper_and_to_sd_curves_under_a_sweep() {
+    use mcd_experiments::config::Co2Report;
+    let co2 = |exp: &config::Experiment| match &exp.runs[0].study {
+        StudyConfig::Co2(c) => *c,
+        other => panic!("{other:?}"),
+    };
+    let plain = load_text(&common::tiny_config(), &[]).unwrap();
+    assert_eq!(co2(&plain).report, Co2Report::Paper);
+    assert!(co2(&plain).gp);
+    let swept_text = format!(
+        "{}sweep:\n  model.dropout: [0.1, 0.3]\n",
+        common::tiny_config()
+    );
+    let swept = load_text(&swept_text, &[]).unwrap();
+    assert_eq!(co2(&swept).report, Co2Report::SdCurves);
+    assert!(!co2(&swept).gp, "no GP is drawn in sd curves");
+    // Variants can pair each rate with its own width: sd curves without a sweep.
+    let curves = load_text(&common::tiny_config(), &["co2.report=sd_curves"]).unwrap();
+    assert_eq!(co2(&curves).report, Co2Report::SdCurves);
+    assert!(!co2(&curves).gp);
+    // The paper's figure draws one run per activation: not a sweep's several.
+    let e = err(&swept_text, &["co2.report=paper"]);
+    assert_eq!(e.key, "co2.report", "{e}");
+    assert!(e.to_string().contains("sd_curves"), "{e}");
+    // A GP that no figure would draw.
+    let e = err(&swept_text, &["co2.gp=true"]);
+    assert_eq!(e.key, "co2.gp", "{e}");
+    assert!(e.to_string().contains("remove co2.gp"), "{e}");
+    let e = err(&common::tiny_config(), &["co2.report=curves"]);
+    assert_eq!(e.key, "co2.report", "{e}");
+}
+
+#[test]
 fn dropout_warmup_is_a_fraction_for_nets_with_fixed_drop_rates() {
     let ok = load_text(&common::tiny_config(), &["trainer.dropout_warmup=0.5"]).unwrap();
     assert_eq!(ok.runs[0].trainer.dropout_warmup, 0.5);

@@ -240,3 +240,44 @@ fn tiny_mnist_run_writes_figures_and_tables() {
     assert_eq!(steps, ["0", "2", "3"], "{curves}");
     assert!(curves.starts_with("run,step,loss\n"), "{curves}");
 }
+
+#[test]
+fn co2_sd_curves_report_pairs_each_rate_with_its_own_width() {
+    // A dropout-rate comparison as variants: each p with its width and warm-up.
+    let dir = tempfile::tempdir().unwrap();
+    let text = common::tiny_config()
+        .split("variants:")
+        .next()
+        .unwrap()
+        .to_string()
+        + "  report: sd_curves\nvariants:\n  - name: p1\n    set: {model.dropout: 0.1}\n  \
+           - name: p3\n    set: {model.dropout: 0.3, model.hidden: [32, 32], \
+           trainer.dropout_warmup: 0.5}\n";
+    let cfg = common::write(dir.path(), "rates.yaml", &text);
+    let results = dir.path().join("results");
+    let out = common::mcd_run(&cfg, &results);
+    assert!(out.status.success());
+    let folder = results.join("tiny");
+    assert!(folder.join("figures/sd_vs_x_relu.png").exists());
+    assert!(!folder.join("figures/fig2_co2.png").exists());
+    let svg = std::fs::read_to_string(folder.join("figures/sd_vs_x_relu.svg")).unwrap();
+    assert!(svg.contains("p = 0.3, 2 x 32") && svg.contains("p = 0.1, 2 x 16"));
+    let summary = std::fs::read_to_string(folder.join("tables/summary.csv")).unwrap();
+    assert!(!summary.contains("GP"), "{summary}");
+    let mut lines = summary.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (model, hidden, warmup) = (col("model"), col("hidden"), col("dropout_warmup"));
+    let rows: Vec<Vec<String>> = lines
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r[model] == name)
+            .unwrap_or_else(|| panic!("no row {name}:\n{summary}"))
+    };
+    assert_eq!(row("MC dropout p3")[hidden], "2 x 32");
+    assert_eq!(row("MC dropout p3")[warmup].parse::<f64>().unwrap(), 0.5);
+    assert_eq!(row("MC dropout p1")[hidden], "2 x 16");
+    assert_eq!(row("MC dropout p1")[warmup].parse::<f64>().unwrap(), 0.0);
+}

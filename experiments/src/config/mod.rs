@@ -26,7 +26,7 @@ use mcd_models::mlp::{Activation, InitScheme, MlpSpec};
 use mcd_trainer::{LrSchedule, Optimizer, TrainSpec};
 
 pub use active_learning::ActiveLearningConfig;
-pub use co2::Co2Config;
+pub use co2::{Co2Config, Co2Report};
 pub use concrete_synthetic::ConcreteSyntheticConfig;
 pub use mnist::MnistConfig;
 pub use raw::StudyKind;
@@ -370,6 +370,8 @@ pub enum RegularisationRule {
 pub struct Checker<'a> {
     src: &'a Source<'a>,
     origin: &'a dyn Fn(&str) -> Option<String>,
+    /// The experiment has a sweep.
+    swept: bool,
 }
 
 /// Parses `--set key.path=value`.
@@ -569,6 +571,7 @@ pub fn load_str(
     let variants = take_variants(&src, map.remove("variants"))?;
     let sweep = take_sweep(&src, map.remove("sweep"))?;
     let sweep_keys: Vec<String> = sweep.iter().map(|(k, _)| k.clone()).collect();
+    let swept = !sweep.is_empty();
 
     let mut runs = Vec::new();
     // Base-document values replaced by a variant or sweep point, by key path, with what the
@@ -648,7 +651,7 @@ pub fn load_str(
                 if set_path(&mut probe, &key, base_value.clone()).is_err() {
                     continue;
                 }
-                let result = parse_run(&src, probe, name.clone(), &|_| None);
+                let result = parse_run(&src, probe, name.clone(), swept, &|_| None);
                 *verdict = Some(match result {
                     Err(e) if nested(&e.key, &key) || nested(&key, &e.key) => {
                         BaseVerdict::Rejected(e)
@@ -656,7 +659,7 @@ pub fn load_str(
                     _ => BaseVerdict::Accepted,
                 });
             }
-            runs.push(parse_run(&src, run_doc, name, &origin)?);
+            runs.push(parse_run(&src, run_doc, name, swept, &origin)?);
         }
     }
     for (key, verdict) in base_checks {
@@ -718,13 +721,14 @@ fn parse_run(
     src: &Source,
     doc: Value,
     name: String,
+    swept: bool,
     origin: &dyn Fn(&str) -> Option<String>,
 ) -> Result<RunConfig, ConfigError> {
     let raw: RawRun = serde_path_to_error::deserialize(doc.clone()).map_err(|e| {
         let key = error_key("", &e);
         src.error(&key, e.inner().to_string(), origin(&key))
     })?;
-    check_run(src, raw, name, doc, origin)
+    check_run(src, raw, name, doc, swept, origin)
 }
 
 fn take_variants(src: &Source, v: Option<Value>) -> Result<Vec<Option<RawVariant>>, ConfigError> {
@@ -877,6 +881,7 @@ fn check_run(
     raw: RawRun,
     name: String,
     resolved: Value,
+    swept: bool,
     origin: &dyn Fn(&str) -> Option<String>,
 ) -> Result<RunConfig, ConfigError> {
     let study = crate::studies::study(raw.study);
@@ -1330,7 +1335,7 @@ fn check_run(
     } else {
         check_data(src, &raw, origin)?
     };
-    let checker = Checker { src, origin };
+    let checker = Checker { src, origin, swept };
     let section = study.check(&checker, &raw, &data, &trainer, &regularisation)?;
 
     if let Some((key, doc)) = reference::unread_key(raw.study, &resolved) {

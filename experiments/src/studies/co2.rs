@@ -21,8 +21,8 @@ use super::runs_unless_task;
 use crate::cache::{load_or_train, DataFingerprint, Key, TrainSummary, WeightCache, SCHEMA};
 use crate::config::raw::{RawArch, RawRun};
 use crate::config::{
-    Checker, Co2Config, ConfigError, DataSource, Experiment, Regularisation, RegularisationRule,
-    Rules, RunConfig, StudyConfig, StudyKind, TrainLength, TrainSettings,
+    Checker, Co2Config, Co2Report, ConfigError, DataSource, Experiment, Regularisation,
+    RegularisationRule, Rules, RunConfig, StudyConfig, StudyKind, TrainLength, TrainSettings,
 };
 use crate::curves::Curve;
 use crate::methods::{RegressionPredictive, Regressor};
@@ -59,6 +59,10 @@ struct RunResult {
     label: &'static str,
     activation: Activation,
     dropout: f64,
+    /// Hidden widths, e.g. "4 x 256".
+    hidden: String,
+    /// Fraction of the steps over which the drop rates rose (`trainer.dropout_warmup`).
+    dropout_warmup: f64,
     samples: usize,
     /// The precision in the predictive variance (NaN: the method learns the noise per input).
     tau: f64,
@@ -96,6 +100,8 @@ struct Row {
     model: String,
     activation: String,
     dropout: f64,
+    hidden: String,
+    dropout_warmup: f64,
     samples: f64,
     tau: f64,
     weight_decay: f64,
@@ -206,7 +212,7 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
         return Ok(());
     };
 
-    let gp = if co2cfg.gp && exp.sweep_keys.is_empty() {
+    let gp = if co2cfg.gp {
         Some(fit_gp(&inputs, out)?)
     } else {
         None
@@ -220,7 +226,7 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
         window_fit(&inputs.x_train, &y, mean, co2cfg.fit_window)
             .with_context(|| format!("the fit check (co2.fit_window = {})", co2cfg.fit_window))
     };
-    if exp.sweep_keys.is_empty() {
+    if co2cfg.report == Co2Report::Paper {
         if let Some(r) = results
             .iter()
             .find(|r| r.activation == Activation::Relu && r.is_mc_dropout())
@@ -230,6 +236,8 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
                 model: format!("standard dropout ({})", r.name),
                 activation: r.activation.to_string(),
                 dropout: r.dropout,
+                hidden: r.hidden.clone(),
+                dropout_warmup: r.dropout_warmup,
                 samples: 1.0,
                 tau: f64::NAN,
                 weight_decay: r.weight_decay,
@@ -250,6 +258,8 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
                 model: "GP (SE kernel)".into(),
                 activation: "-".into(),
                 dropout: f64::NAN,
+                hidden: "-".into(),
+                dropout_warmup: f64::NAN,
                 samples: f64::NAN,
                 tau: f64::NAN,
                 weight_decay: f64::NAN,
@@ -272,6 +282,8 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
             model: r.title(),
             activation: r.activation.to_string(),
             dropout: r.dropout,
+            hidden: r.hidden.clone(),
+            dropout_warmup: r.dropout_warmup,
             samples: r.samples as f64,
             tau: r.tau,
             weight_decay: r.weight_decay,
@@ -292,6 +304,8 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
                 model: format!("{} (T={t})", r.title()),
                 activation: r.activation.to_string(),
                 dropout: r.dropout,
+                hidden: r.hidden.clone(),
+                dropout_warmup: r.dropout_warmup,
                 samples: *t as f64,
                 tau: r.tau,
                 weight_decay: r.weight_decay,
@@ -333,7 +347,7 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
     table.write_all(&tables, "summary")?;
     predictions_table(&inputs, &results, gp.as_ref()).write_all(&tables, "predictions")?;
 
-    if exp.sweep_keys.is_empty() {
+    if co2cfg.report == Co2Report::Paper {
         draw_fig2(
             &inputs,
             &results,
@@ -558,6 +572,8 @@ fn run_one(
         label: method.label(),
         activation: run.model.activation,
         dropout: run.model.dropout,
+        hidden: hidden_label(&run.model.hidden),
+        dropout_warmup: run.trainer.dropout_warmup,
         samples: mc.samples,
         tau: pred.tau.unwrap_or(f64::NAN),
         weight_decay,
@@ -632,6 +648,11 @@ fn summary_table(rows: &[Row], x_star: f32) -> Table {
                 Values::Str(rows.iter().map(|r| r.activation.clone()).collect()),
             ),
             Column::new("dropout", f(|r| r.dropout)),
+            Column::new(
+                "hidden",
+                Values::Str(rows.iter().map(|r| r.hidden.clone()).collect()),
+            ),
+            Column::new("dropout_warmup", f(|r| r.dropout_warmup)),
             Column::new("T", f(|r| r.samples)),
             Column::new("tau", f(|r| r.tau)),
             Column::new("weight_decay", f(|r| r.weight_decay)),
@@ -653,6 +674,19 @@ fn summary_table(rows: &[Row], x_star: f32) -> Table {
         ],
     )
     .expect("all columns have one value per row")
+}
+
+/// Hidden widths as tables print them: "4 x 256", or "64-32" when they differ.
+fn hidden_label(widths: &[usize]) -> String {
+    match widths {
+        [] => "none".into(),
+        [w, rest @ ..] if rest.iter().all(|v| v == w) => format!("{} x {w}", widths.len()),
+        _ => widths
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join("-"),
+    }
 }
 
 /// Per-input predictions of every model (the uncertainties, saved per example).
@@ -845,14 +879,16 @@ fn draw_sd_curves(inputs: &Co2Inputs, results: &[RunResult], dir: &std::path::Pa
     let x: Vec<f64> = inputs.x_all.iter().map(|&v| f64::from(v)).collect();
     let train_end = inputs.x_train.iter().copied().fold(f32::MIN, f32::max) as f64;
     for act in [Activation::Relu, Activation::Tanh, Activation::Sigmoid] {
-        let series: Vec<Series> = results
+        let runs: Vec<&RunResult> = results.iter().filter(|r| r.activation == act).collect();
+        // Name the width too where the runs' widths differ.
+        let widths_differ = runs.iter().any(|r| r.hidden != runs[0].hidden);
+        let series: Vec<Series> = runs
             .iter()
-            .filter(|r| r.activation == act)
             .map(|r| Series {
-                label: if r.is_mc_dropout() {
-                    format!("p = {}", r.dropout)
-                } else {
-                    format!("{}, p = {}", r.label, r.dropout)
+                label: match (r.is_mc_dropout(), widths_differ) {
+                    (true, false) => format!("p = {}", r.dropout),
+                    (true, true) => format!("p = {}, {}", r.dropout, r.hidden),
+                    (false, _) => format!("{}, p = {}", r.label, r.dropout),
                 },
                 x: x.clone(),
                 y: r.pred.sd.clone(),
