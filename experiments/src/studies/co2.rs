@@ -98,15 +98,10 @@ impl RunResult {
 /// One row of the summary table.
 struct Row {
     model: String,
-    activation: String,
-    dropout: f64,
-    hidden: String,
-    dropout_warmup: f64,
+    /// The run behind the row (the GP's: none, and its fitting time).
+    run: RunFacts,
     samples: f64,
     tau: f64,
-    weight_decay: f64,
-    iterations: f64,
-    train_seconds: f64,
     train_rmse: f64,
     /// Window-by-window fit of the mean to the training data.
     fit: WindowFit,
@@ -117,6 +112,44 @@ struct Row {
     mean_star: f64,
     /// Epistemic and aleatoric sd: mean over the training inputs, and at x*.
     parts: SdParts,
+}
+
+/// What a summary row says of the run it comes from; every row of one run says the same.
+struct RunFacts {
+    activation: String,
+    dropout: f64,
+    hidden: String,
+    dropout_warmup: f64,
+    weight_decay: f64,
+    iterations: f64,
+    train_seconds: f64,
+}
+
+impl RunFacts {
+    fn of(r: &RunResult) -> Self {
+        RunFacts {
+            activation: r.activation.to_string(),
+            dropout: r.dropout,
+            hidden: r.hidden.clone(),
+            dropout_warmup: r.dropout_warmup,
+            weight_decay: r.weight_decay,
+            iterations: r.train.iterations as f64,
+            train_seconds: r.train.seconds,
+        }
+    }
+
+    /// A row that no net made (the GP), with the seconds its fit took.
+    fn none(seconds: f64) -> Self {
+        RunFacts {
+            activation: "-".into(),
+            dropout: f64::NAN,
+            hidden: "-".into(),
+            dropout_warmup: f64::NAN,
+            weight_decay: f64::NAN,
+            iterations: f64::NAN,
+            train_seconds: seconds,
+        }
+    }
 }
 
 /// The two parts of a predictive sd (NaN where a model has no such split).
@@ -234,15 +267,9 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
         {
             rows.push(Row {
                 model: format!("standard dropout ({})", r.name),
-                activation: r.activation.to_string(),
-                dropout: r.dropout,
-                hidden: r.hidden.clone(),
-                dropout_warmup: r.dropout_warmup,
+                run: RunFacts::of(r),
                 samples: 1.0,
                 tau: f64::NAN,
-                weight_decay: r.weight_decay,
-                iterations: r.train.iterations as f64,
-                train_seconds: r.train.seconds,
                 train_rmse: reg::rmse(&r.standard[..n_train], &y)?,
                 fit: judge(&r.standard[..n_train])?,
                 train_ll: f64::NAN,
@@ -256,15 +283,9 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
         if let Some((mean, sd, secs)) = &gp {
             rows.push(Row {
                 model: "GP (SE kernel)".into(),
-                activation: "-".into(),
-                dropout: f64::NAN,
-                hidden: "-".into(),
-                dropout_warmup: f64::NAN,
+                run: RunFacts::none(*secs),
                 samples: f64::NAN,
                 tau: f64::NAN,
-                weight_decay: f64::NAN,
-                iterations: f64::NAN,
-                train_seconds: *secs,
                 train_rmse: reg::rmse(&mean[..n_train], &y)?,
                 fit: judge(&mean[..n_train])?,
                 train_ll: f64::NAN,
@@ -280,15 +301,9 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
         let (mean, sd) = (&r.pred.mean, &r.pred.sd);
         rows.push(Row {
             model: r.title(),
-            activation: r.activation.to_string(),
-            dropout: r.dropout,
-            hidden: r.hidden.clone(),
-            dropout_warmup: r.dropout_warmup,
+            run: RunFacts::of(r),
             samples: r.samples as f64,
             tau: r.tau,
-            weight_decay: r.weight_decay,
-            iterations: r.train.iterations as f64,
-            train_seconds: r.train.seconds,
             train_rmse: reg::rmse(&mean[..n_train], &y)?,
             fit: judge(&mean[..n_train])?,
             train_ll: r.train_ll,
@@ -302,15 +317,9 @@ pub fn run(exp: &Experiment, ctx: &Context, out: &OutputDir) -> Result<()> {
             let (mean, sd) = (&small.mean, &small.sd);
             rows.push(Row {
                 model: format!("{} (T={t})", r.title()),
-                activation: r.activation.to_string(),
-                dropout: r.dropout,
-                hidden: r.hidden.clone(),
-                dropout_warmup: r.dropout_warmup,
+                run: RunFacts::of(r),
                 samples: *t as f64,
                 tau: r.tau,
-                weight_decay: r.weight_decay,
-                iterations: r.train.iterations as f64,
-                train_seconds: r.train.seconds,
                 train_rmse: reg::rmse(&mean[..n_train], &y)?,
                 fit: judge(&mean[..n_train])?,
                 train_ll: f64::NAN,
@@ -645,19 +654,19 @@ fn summary_table(rows: &[Row], x_star: f32) -> Table {
             ),
             Column::new(
                 "activation",
-                Values::Str(rows.iter().map(|r| r.activation.clone()).collect()),
+                Values::Str(rows.iter().map(|r| r.run.activation.clone()).collect()),
             ),
-            Column::new("dropout", f(|r| r.dropout)),
+            Column::new("dropout", f(|r| r.run.dropout)),
             Column::new(
                 "hidden",
-                Values::Str(rows.iter().map(|r| r.hidden.clone()).collect()),
+                Values::Str(rows.iter().map(|r| r.run.hidden.clone()).collect()),
             ),
-            Column::new("dropout_warmup", f(|r| r.dropout_warmup)),
+            Column::new("dropout_warmup", f(|r| r.run.dropout_warmup)),
             Column::new("T", f(|r| r.samples)),
             Column::new("tau", f(|r| r.tau)),
-            Column::new("weight_decay", f(|r| r.weight_decay)),
-            Column::new("iterations", f(|r| r.iterations)),
-            Column::new("train_seconds", f(|r| r.train_seconds)),
+            Column::new("weight_decay", f(|r| r.run.weight_decay)),
+            Column::new("iterations", f(|r| r.run.iterations)),
+            Column::new("train_seconds", f(|r| r.run.train_seconds)),
             Column::new("train_rmse", f(|r| r.train_rmse)),
             Column::new("worst_window_rmse", f(|r| r.fit.worst_rmse)),
             Column::new("flat_windows", f(|r| r.fit.flat_windows as f64)),
