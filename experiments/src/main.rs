@@ -1,9 +1,11 @@
 //! `mcd`: runs an experiment config. Usually started through `cargo xtask run CONFIG`.
 
+use std::io::Write;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use mcd_experiments::config::{self, ConfigError};
 use mcd_experiments::tasks::{self, quote, Invocation, SlurmSpec, TaskOutcome};
@@ -212,26 +214,44 @@ fn finish(result: anyhow::Result<String>) -> ExitCode {
     }
 }
 
+/// Writes to stdout. A reader that has gone (`mcd keys | head`) ends the output quietly:
+/// `println!` would panic there.
+fn emit(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// `emit` as a command's whole result.
+fn emit_all(text: &str) -> ExitCode {
+    match emit(text) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: writing to stdout: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Keys => {
-            print!("{}", config::reference::markdown());
-            ExitCode::SUCCESS
-        }
+        Command::Keys => emit_all(&config::reference::markdown()),
         Command::Check { args } => match load_or_exit(&args) {
             Ok(exp) => {
-                println!(
-                    "{}: study {:?}, {} run(s) -> results/{}/",
+                let mut text = format!(
+                    "{}: study {:?}, {} run(s) -> results/{}/\n",
                     exp.source.display(),
                     exp.study,
                     exp.runs.len(),
                     exp.name
                 );
                 for r in &exp.runs {
-                    println!("  {}", r.name);
+                    text.push_str(&format!("  {}\n", r.name));
                 }
-                ExitCode::SUCCESS
+                emit_all(&text)
             }
             Err(code) => code,
         },
@@ -247,11 +267,14 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Tasks { args } => match load_or_exit(&args) {
-            Ok(exp) => finish(tasks::plan(&exp).map(|list| {
-                for (i, t) in list.iter().enumerate() {
-                    println!("{i}\t{}", t.label());
-                }
-                format!("{}: {} task(s)", exp.source.display(), list.len())
+            Ok(exp) => finish(tasks::plan(&exp).and_then(|list| {
+                let text: String = list
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| format!("{i}\t{}\n", t.label()))
+                    .collect();
+                emit(&text).context("writing the task list to stdout")?;
+                Ok(format!("{}: {} task(s)", exp.source.display(), list.len()))
             })),
             Err(code) => code,
         },
@@ -330,14 +353,14 @@ fn main() -> ExitCode {
                 )];
                 if submit {
                     let id = tasks::sbatch(&array, &[])?;
-                    println!("{id}");
+                    emit(&format!("{id}\n")).context("writing the job id to stdout")?;
                     lines.push(format!("submitted the task array as job {id}"));
                     if collect {
                         let cid = tasks::sbatch(
                             &collect_script,
                             &[format!("--dependency=afterany:{id}")],
                         )?;
-                        println!("{cid}");
+                        emit(&format!("{cid}\n")).context("writing the job id to stdout")?;
                         lines.push(format!(
                             "submitted the collect job as job {cid} (after {id})"
                         ));

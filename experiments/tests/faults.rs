@@ -1,7 +1,7 @@
 //! Fault injection on the `mcd` binary: runs killed (SIGKILL) while training, during the MC
 //! passes and while writing tables, then rerun, end with the tables of an uninterrupted run;
 //! SIGINT / SIGTERM clean up and exit 130 / 143; a full disk (a small tmpfs, when the tests run
-//! as root) is one clear error and loses nothing.
+//! as root) is one clear error and loses nothing; a closed stdout ends the output quietly.
 
 mod common;
 
@@ -248,6 +248,31 @@ fn zero_threads_is_refused_before_anything_is_written() {
         "{stderr}"
     );
     assert!(!root.exists(), "nothing may be written");
+}
+
+/// `mcd keys | head` and `mcd check ... | head`: the reader has gone before the output is
+/// written. Writing then fails with a broken pipe; that ends the output quietly (exit 0), with
+/// no panic on stderr, as it does for other command-line tools.
+#[test]
+fn a_closed_stdout_ends_the_output_without_a_panic() {
+    let regression = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/regression.yaml");
+    let commands: [&[&std::ffi::OsStr]; 2] = [
+        &["keys".as_ref()],
+        &["check".as_ref(), regression.as_os_str()],
+    ];
+    for args in commands {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_mcd"))
+            .args(args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
 }
 
 /// A tmpfs of `size` mounted on `at` for the test's duration.
